@@ -1,0 +1,53 @@
+# flux-passwordless: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@command -v git >/dev/null || { echo "installing git"; apt-get install -y -q git >/dev/null || (apt-get update -q && apt-get install -y -q git); }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the product and its test tools
+
+.PHONY: control-plane
+control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules (cached; a second run is a no-op)
+	@bash tests/controlplane/build.sh >/dev/null
+
+.PHONY: test
+test: venv control-plane ## Install what the tests need, then run them all (unit + e2e on a real apiserver)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## Format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: dev-up
+dev-up: venv control-plane ## Start a local control plane (etcd + kube-apiserver) and print its kubeconfig
+	@$(PY) -m tests.support.controlplane up
+
+.PHONY: dev-down
+dev-down: venv ## Stop the local control plane
+	@$(PY) -m tests.support.controlplane down
+
+.PHONY: clean
+clean: dev-down ## Remove the venv and local state (the control-plane build cache stays)
+	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""TLS for the webhook: a CA and serving certificate, stored as files or a Secret, caBundle injection."""

@@ -1,0 +1,1 @@
+"""What both processes share: the contract's names, the GitRepository policy, logging, list+watch."""

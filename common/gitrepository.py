@@ -1,0 +1,281 @@
+"""GitRepository policy: validation and provider translation. Pure functions, no IO.
+
+The webhook calls these on admission; the refresher re-checks objects that slipped past it with the same
+code, so users see one set of messages. Messages follow Kubernetes field errors:
+``<path>: <Kind>: "<value>": <what to do>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from common import names
+
+MAX_NAME = 253
+MAX_WARNING = 120
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One denial reason, rendered like Kubernetes' ``field.Error``."""
+
+    path: str
+    kind: str  # "Required value", "Unsupported value", "Invalid value"
+    detail: str
+    value: str | None = None
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"{self.path}: {self.kind}: {self.detail}"
+        return f'{self.path}: {self.kind}: "{self.value}": {self.detail}'
+
+
+@dataclass(frozen=True)
+class Review:
+    errors: list[FieldError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> bool:
+        return not self.errors
+
+    def message(self) -> str:
+        return "; ".join(str(e) for e in self.errors)
+
+
+class SecretLookup(Enum):
+    """What the caller knows of the credentials Secret when it has no keys to give."""
+
+    MISSING = "missing"  # looked up: does not exist
+    UNKNOWN = "unknown"  # not looked up, or the lookup failed: say nothing
+
+
+SecretKeys = frozenset[str] | SecretLookup
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    managed_providers: frozenset[str] = frozenset(names.DEFAULT_MANAGED_PROVIDERS)
+
+    def __post_init__(self) -> None:
+        unknown = self.managed_providers - set(names.SERVABLE_PROVIDERS)
+        if unknown:
+            raise ValueError(
+                f"--managed-providers: unsupported value(s) {sorted(unknown)}; "
+                f"choose from {', '.join(names.SERVABLE_PROVIDERS)}"
+            )
+
+
+# Keys each provider needs in its credentials Secret: one tuple per need, any spelling in it satisfies it.
+REQUIRED_KEYS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    names.PROVIDER_GITHUB: (names.KEY_GITHUB_APP_ID, names.KEY_GITHUB_PRIVATE_KEY),
+    names.PROVIDER_GCP: (names.KEY_GCP_SERVICE_ACCOUNT,),
+}
+
+
+def _key_list(provider: str) -> str:
+    needs = [spellings[0] for spellings in REQUIRED_KEYS.get(provider, ())]
+    if provider == names.PROVIDER_GITHUB:
+        needs.insert(1, f"{names.KEY_GITHUB_INSTALLATION_ID[0]} (optional)")
+    return ", ".join(needs[:-1]) + " and " + needs[-1] if len(needs) > 1 else "".join(needs)
+
+
+# --- reading an object ----------------------------------------------------------------------------
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return _meta(obj).get("annotations") or {}
+
+
+def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("spec") or {}
+
+
+def _secret_ref_name(obj: Mapping[str, Any]) -> str | None:
+    ref = _spec(obj).get("secretRef") or {}
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def requested_provider(obj: Mapping[str, Any]) -> str:
+    """spec.provider as the user wrote it (absent means generic)."""
+    value = _spec(obj).get("provider")
+    return value if isinstance(value, str) and value else names.PROVIDER_GENERIC
+
+
+def managed_provider(obj: Mapping[str, Any]) -> str | None:
+    """The provider we serve for this object: exactly its ``flux-passwordless.io/provider`` annotation."""
+    return _annotations(obj).get(names.ANNOTATION_PROVIDER)
+
+
+def credentials_secret_name(obj: Mapping[str, Any]) -> str | None:
+    """The Secret holding the user's credentials, before or after translation."""
+    if managed_provider(obj) is not None:
+        return _annotations(obj).get(names.ANNOTATION_CREDENTIALS_SECRET)
+    return _secret_ref_name(obj)
+
+
+def output_secret_name(gitrepository_name: str) -> str:
+    """``<name>-git-token``, shortened with a hash suffix where it would exceed 253 characters."""
+    candidate = gitrepository_name + names.OUTPUT_SECRET_SUFFIX
+    if len(candidate) <= MAX_NAME:
+        return candidate
+    digest = hashlib.sha256(gitrepository_name.encode()).hexdigest()[:10]
+    keep = MAX_NAME - len(names.OUTPUT_SECRET_SUFFIX) - len(digest) - 1
+    prefix = gitrepository_name[:keep].rstrip(".-")
+    return f"{prefix}-{digest}{names.OUTPUT_SECRET_SUFFIX}"
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
+    options = list(choices)
+    lowered = value.strip().lower()
+    if lowered in options:
+        return lowered
+    close = difflib.get_close_matches(lowered, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _provider_error(path: str, value: str, allowed: Iterable[str]) -> FieldError:
+    allowed = list(allowed)
+    detail = "supported values: " + ", ".join(f'"{p}"' for p in allowed)
+    suggestion = did_you_mean(value, allowed)
+    if suggestion:
+        detail += f'; did you mean "{suggestion}"?'
+    return FieldError(path, "Unsupported value", detail, value)
+
+
+def _warn(text: str) -> str:
+    return text if len(text) <= MAX_WARNING else text[: MAX_WARNING - 3] + "..."
+
+
+def _secret_warnings(provider: str, secret: str, keys: SecretKeys) -> list[str]:
+    if keys is SecretLookup.UNKNOWN:
+        return []
+    if keys is SecretLookup.MISSING:
+        return [_warn(f'Secret "{secret}" does not exist yet; provider "{provider}" starts once it does')]
+    assert isinstance(keys, frozenset)
+    warnings = []
+    missing = [spellings[0] for spellings in REQUIRED_KEYS.get(provider, ()) if not keys & set(spellings)]
+    if missing:
+        warnings.append(
+            _warn(f'Secret "{secret}" lacks {", ".join(missing)}, needed by provider "{provider}"')
+        )
+    for seed, flux in names.SEED_RFC_SPELLINGS.items():
+        if seed in keys and flux not in keys:
+            warnings.append(_warn(f'Secret "{secret}" key {seed} is the seed-RFC spelling; prefer {flux}'))
+    return warnings
+
+
+def validate_gitrepository(
+    obj: Mapping[str, Any],
+    config: PolicyConfig,
+    secret_keys: SecretKeys = SecretLookup.UNKNOWN,
+) -> Review:
+    """Denials (field errors) and soft warnings for a GitRepository, translated or not."""
+    errors: list[FieldError] = []
+    annotated = managed_provider(obj)
+    if annotated is not None and annotated not in names.SERVABLE_PROVIDERS:
+        errors.append(
+            _provider_error(
+                f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, names.SERVABLE_PROVIDERS
+            )
+        )
+        return Review(errors)
+    requested = requested_provider(obj)
+    if requested not in names.ALLOWED_PROVIDERS:
+        errors.append(_provider_error("spec.provider", requested, names.ALLOWED_PROVIDERS))
+        return Review(errors)
+    translated = annotated is not None and requested == names.PROVIDER_GENERIC
+    provider = annotated if translated and annotated else requested
+    served = translated or provider in config.managed_providers
+
+    credentials = credentials_secret_name(obj) if translated else _secret_ref_name(obj)
+    if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
+        path = (
+            f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef"
+        )
+        errors.append(
+            FieldError(
+                path,
+                "Required value",
+                f'provider "{provider}" needs a secretRef naming a Secret with {_key_list(provider)}',
+            )
+        )
+    url = _spec(obj).get("url")
+    if served and isinstance(url, str) and not url.startswith("https://"):
+        errors.append(
+            FieldError(
+                "spec.url",
+                "Invalid value",
+                f'provider "{provider}" is served with short-lived HTTPS tokens, which work only over '
+                f"https://; use the repository's https:// URL",
+                url,
+            )
+        )
+    warnings = _secret_warnings(provider, credentials, secret_keys) if credentials and served else []
+    return Review(errors, warnings)
+
+
+# --- translation ----------------------------------------------------------------------------------
+
+
+def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dict[str, Any]:
+    """The object Flux should store: a managed provider rewritten to generic + our own basic-auth Secret.
+
+    Returns a new object; ``obj`` is not modified. Idempotent: translating the result changes nothing,
+    and re-applying the user's manifest on top of a translated object translates back to the same thing.
+    """
+    result: dict[str, Any] = copy.deepcopy(dict(obj))
+    requested = requested_provider(obj)
+    annotated = managed_provider(obj)
+    if requested in config.managed_providers:
+        provider = requested
+    elif requested == names.PROVIDER_GENERIC and annotated in names.SERVABLE_PROVIDERS:
+        provider = annotated  # already translated (or secretRef edited): keep serving it
+    else:
+        if annotated is not None:
+            _hand_back(result)
+        return result
+    assert provider is not None
+    meta = result.setdefault("metadata", {})
+    annotations = meta.get("annotations") or {}
+    meta["annotations"] = annotations
+    spec = result.setdefault("spec", {})
+    output = output_secret_name(str(meta.get("name", "")))
+    current_ref = _secret_ref_name(result)
+    annotations[names.ANNOTATION_PROVIDER] = provider
+    if current_ref is not None and current_ref != output:
+        annotations[names.ANNOTATION_CREDENTIALS_SECRET] = current_ref
+    elif current_ref is None and annotated is None:
+        annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
+    spec["provider"] = names.PROVIDER_GENERIC
+    spec["secretRef"] = {**(spec.get("secretRef") or {}), "name": output}
+    return result
+
+
+def _hand_back(result: dict[str, Any]) -> None:
+    """The user chose a provider we do not serve: drop our annotations, restore their secretRef."""
+    annotations = result["metadata"]["annotations"]
+    annotations.pop(names.ANNOTATION_PROVIDER, None)
+    credentials = annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
+    spec = result.get("spec") or {}
+    if _secret_ref_name(result) == output_secret_name(str(result["metadata"].get("name", ""))):
+        if credentials:
+            spec["secretRef"] = {**spec["secretRef"], "name": credentials}
+        else:
+            spec.pop("secretRef", None)
+    if not annotations:
+        result["metadata"].pop("annotations", None)

@@ -1,0 +1,136 @@
+"""List+watch of one resource, on plain dicts, shared by both processes.
+
+List, hand every item over, then watch from the list's resourceVersion. A watch that ends is resumed from the
+last resourceVersion seen; 410 Gone (history compacted) or any error relists, with capped exponential
+backoff, so an apiserver restart costs a relist and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+# on_event(type, obj): type is ADDED, MODIFIED or DELETED. on_relist(items): the full state after a (re)list.
+OnEvent = Callable[[str, Obj], Awaitable[None] | None]
+OnRelist = Callable[[list[Obj]], Awaitable[None] | None]
+
+
+async def _maybe_await(value: Awaitable[None] | None) -> None:
+    if value is not None:
+        await value
+
+
+class Informer:
+    def __init__(
+        self,
+        list_fn: Callable[..., Any],
+        on_event: OnEvent,
+        on_relist: OnRelist,
+        *,
+        what: str,
+        label_selector: str | None = None,
+        watch_timeout: int = 300,
+        max_backoff: float = 30.0,
+        list_args: tuple[Any, ...] = (),
+    ) -> None:
+        self._list_fn = list_fn
+        self._on_event = on_event
+        self._on_relist = on_relist
+        self._what = what
+        self._selector = label_selector
+        self._watch_timeout = watch_timeout
+        self._max_backoff = max_backoff
+        self._list_args = list_args
+        self.synced = asyncio.Event()
+        self.relists = 0
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"label_selector": self._selector} if self._selector else {}
+
+    async def _list(self) -> str:
+        response = await self._list_fn(*self._list_args, _preload_content=False, **self._kwargs())
+        body = json.loads(await response.read())
+        items: list[Obj] = body.get("items") or []
+        kind = str(body.get("kind", "")).removesuffix("List")
+        api_version = body.get("apiVersion")
+        for item in items:  # list items carry no kind/apiVersion; put them back for uniform handling
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        self.relists += 1
+        await _maybe_await(self._on_relist(items))
+        self.synced.set()
+        return str(body["metadata"]["resourceVersion"])
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                version = await self._list()
+                backoff = 0.2
+                while True:
+                    version = await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except _Gone:
+                log.info("watch history expired, relisting", extra={"resource": self._what})
+            except Exception as err:
+                delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
+                log.warning(
+                    "list/watch failed, relisting",
+                    extra={"resource": self._what, "error": _describe(err), "retry_in_s": round(delay, 2)},
+                )
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def _watch(self, version: str) -> str:
+        """One watch request, read as JSON lines (no model deserialization); returns the last version."""
+        response = await self._list_fn(
+            *self._list_args,
+            watch=True,
+            resource_version=version,
+            timeout_seconds=self._watch_timeout,
+            allow_watch_bookmarks=True,
+            _preload_content=False,
+            _request_timeout=(10, self._watch_timeout + 30),
+            **self._kwargs(),
+        )
+        try:
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, raw = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if raw.get("code") == 410:
+                        raise _Gone
+                    raise RuntimeError(f"watch error: HTTP {raw.get('code')} {raw.get('reason')}")
+                version = str(raw.get("metadata", {}).get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                await _maybe_await(self._on_event(kind, raw))
+        except ApiException as err:
+            if err.status == 410:
+                raise _Gone from None
+            raise
+        finally:
+            response.release()
+        return version
+
+
+class _Gone(Exception):
+    pass
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status} {err.reason}"
+    return f"{type(err).__name__}: {err}"

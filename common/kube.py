@@ -1,0 +1,31 @@
+"""Kubernetes API access shared by the processes: one way to build a client, one way to read raw JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any, cast
+
+from kubernetes_asyncio import client, config
+
+
+async def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """A client from ``kubeconfig``, or from the pod's ServiceAccount when None."""
+    cfg = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    else:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return client.ApiClient(cfg)
+
+
+async def read_json(call: Awaitable[Any]) -> dict[str, Any]:
+    """Await a generated API call made with ``_preload_content=False`` and parse its body as a dict.
+
+    Skips the generated models: cheaper, and the pure policy functions work on plain dicts anyway.
+    """
+    response = await call
+    try:
+        return cast(dict[str, Any], json.loads(await response.read()))
+    finally:
+        response.release()

@@ -1,0 +1,108 @@
+"""Every name of the product contract: labels, annotations, Secret keys, field manager.
+
+Both processes import from here and nowhere else spells these strings, so a rename is one edit
+(the contract is ``shared/design/contract.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "flux-passwordless.io/"
+FIELD_MANAGER: Final = "flux-passwordless"
+
+# --- Flux -------------------------------------------------------------------------------------
+FLUX_SOURCE_GROUP: Final = "source.toolkit.fluxcd.io"
+GITREPOSITORY_KIND: Final = "GitRepository"
+GITREPOSITORY_PLURAL: Final = "gitrepositories"
+GITREPOSITORY_VERSIONS: Final = ("v1", "v1beta2")
+
+# --- providers ---------------------------------------------------------------------------------
+PROVIDER_GENERIC: Final = "generic"
+PROVIDER_GITHUB: Final = "github"
+PROVIDER_GCP: Final = "gcp"
+PROVIDER_AZURE: Final = "azure"
+PROVIDER_AWS: Final = "aws"
+# Every value spec.provider may hold, in the order messages list them.
+ALLOWED_PROVIDERS: Final = (PROVIDER_GENERIC, PROVIDER_AZURE, PROVIDER_GITHUB, PROVIDER_GCP, PROVIDER_AWS)
+# Providers the refresher can mint tokens for.
+SERVABLE_PROVIDERS: Final = (PROVIDER_GCP, PROVIDER_GITHUB, PROVIDER_AZURE)
+DEFAULT_MANAGED_PROVIDERS: Final = SERVABLE_PROVIDERS
+# Providers whose credentials live in a user Secret (spec.secretRef required).
+PROVIDERS_NEEDING_SECRET: Final = (PROVIDER_GITHUB, PROVIDER_GCP)
+
+# --- our annotations and labels ----------------------------------------------------------------
+ANNOTATION_PROVIDER: Final = PREFIX + "provider"  # on a GitRepository: the provider we serve
+LABEL_PROVIDER: Final = PREFIX + "provider"  # on an opted-in Secret
+ANNOTATION_CREDENTIALS_SECRET: Final = PREFIX + "credentials-secret"
+ANNOTATION_EXPIRES_AT: Final = PREFIX + "expires-at"
+ANNOTATION_REFRESHED_AT: Final = PREFIX + "refreshed-at"
+ANNOTATION_GITHUB_PERMISSIONS: Final = PREFIX + "github-permissions"
+ANNOTATION_INJECTED: Final = PREFIX + "injected"
+LABEL_INJECT: Final = PREFIX + "inject"
+INJECT_ENABLED: Final = "enabled"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "flux-passwordless"
+
+OUTPUT_SECRET_SUFFIX: Final = "-git-token"
+
+# --- Secret keys: what we write ----------------------------------------------------------------
+KEY_USERNAME: Final = "username"
+KEY_PASSWORD: Final = "password"
+KEY_BEARER_TOKEN: Final = "bearerToken"
+TLS_KEYS_COPIED: Final = ("ca.crt", "tls.crt", "tls.key")
+SECRET_TYPE_BASIC_AUTH: Final = "kubernetes.io/basic-auth"
+SECRET_TYPE_OPAQUE: Final = "Opaque"
+
+# --- Secret keys: what we read (Flux spelling first; it wins over the seed RFC's) ---------------
+KEY_GITHUB_APP_ID: Final = ("githubAppID",)
+KEY_GITHUB_INSTALLATION_ID: Final = ("githubAppInstallationID", "githubInstallationID")
+KEY_GITHUB_INSTALLATION_OWNER: Final = ("githubAppInstallationOwner",)
+KEY_GITHUB_PRIVATE_KEY: Final = ("githubAppPrivateKey", "githubPrivateKey")
+KEY_GITHUB_BASE_URL: Final = ("githubAppBaseURL", "githubApiURL")
+KEY_GCP_SERVICE_ACCOUNT: Final = ("gcpServiceAccount",)
+
+# Seed-RFC spellings: accepted, but the webhook warns and suggests Flux's.
+SEED_RFC_SPELLINGS: Final = {
+    "githubInstallationID": "githubAppInstallationID",
+    "githubPrivateKey": "githubAppPrivateKey",
+    "githubApiURL": "githubAppBaseURL",
+}
+
+GITHUB_USERNAME: Final = "x-access-token"
+AZURE_DEFAULT_USERNAME: Final = "azure-devops"
+
+# --- workload identity: Azure -----------------------------------------------------------------
+AZURE_ANNOTATION_CLIENT_ID: Final = "azure.workload.identity/client-id"
+AZURE_ANNOTATION_TENANT_ID: Final = "azure.workload.identity/tenant-id"
+AZURE_ANNOTATION_SKIP_CONTAINERS: Final = "azure.workload.identity/skip-containers"
+AZURE_ANNOTATION_TOKEN_EXPIRATION: Final = "azure.workload.identity/service-account-token-expiration"
+AZURE_LABEL_USE: Final = "azure.workload.identity/use"
+AZURE_TOKEN_AUDIENCE: Final = "api://AzureADTokenExchange"
+AZURE_TOKEN_VOLUME: Final = "azure-identity-token"
+AZURE_TOKEN_MOUNT_PATH: Final = "/var/run/secrets/azure/tokens"
+AZURE_TOKEN_FILE: Final = "azure-identity-token"
+AZURE_DEFAULT_AUTHORITY_HOST: Final = "https://login.microsoftonline.com/"
+AZURE_TOKEN_EXPIRATION_MIN: Final = 3600
+AZURE_TOKEN_EXPIRATION_MAX: Final = 86400
+AZURE_TOKEN_EXPIRATION_DEFAULT: Final = 3600
+AZURE_DEVOPS_SCOPE: Final = "499b84ac-1321-427f-aa17-267ca6975798/.default"
+
+# --- workload identity: AWS -------------------------------------------------------------------
+AWS_ANNOTATION_ROLE_ARN: Final = "eks.amazonaws.com/role-arn"
+AWS_ANNOTATION_AUDIENCE: Final = "eks.amazonaws.com/audience"
+AWS_DEFAULT_AUDIENCE: Final = "sts.amazonaws.com"
+AWS_TOKEN_VOLUME: Final = "aws-iam-token"
+AWS_TOKEN_MOUNT_PATH: Final = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+AWS_TOKEN_FILE: Final = "token"
+AWS_TOKEN_EXPIRATION: Final = 86400
+
+# --- workload identity: GCP -------------------------------------------------------------------
+GCP_ANNOTATION_SERVICE_ACCOUNT: Final = "iam.gke.io/gcp-service-account"
+GCP_NODE_SELECTOR: Final = "iam.gke.io/gke-metadata-server-enabled"
+
+GCP_DEFAULT_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
+
+# --- namespaces -------------------------------------------------------------------------------
+ALWAYS_EXCLUDED_NAMESPACES: Final = ("kube-system",)
+FLUX_NAMESPACE: Final = "flux-system"

@@ -1,0 +1,1 @@
+"""Refresher: mints short-lived Git tokens and keeps them in basic-auth Secrets."""

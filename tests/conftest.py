@@ -1,0 +1,56 @@
+"""Shared fixtures: a real control plane for the session, a fresh namespace per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from tests.support.controlplane import ControlPlane, binaries_dir
+from tests.support.kube import Kube, install_crds
+
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    bin_dir = binaries_dir()
+    if not (bin_dir / "kube-apiserver").exists():
+        pytest.fail(f"no control plane at {bin_dir}: run `make control-plane` (or the README's test command)")
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir)
+    plane.start()
+    try:
+        install_crds(plane)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+async def kube(control_plane: ControlPlane) -> AsyncIterator[Kube]:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(control_plane.kubeconfig), client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        yield Kube(control_plane, api)
+
+
+@pytest.fixture
+async def namespace(kube: Kube) -> AsyncIterator[str]:
+    """A fresh namespace (with its ``default`` ServiceAccount, as a controller-manager would add)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(kube.api)
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    await core.create_namespaced_service_account(
+        name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
+    yield name
+    await core.delete_namespace(name)

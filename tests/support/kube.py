@@ -1,0 +1,85 @@
+"""Test helpers around a running control plane: kubectl with the right kubeconfig, waiting helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from kubernetes_asyncio.client import ApiClient
+
+from tests.support.controlplane import ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "tests" / "crds" / "gitrepository.yaml"
+
+T = TypeVar("T")
+
+
+@dataclass
+class Kube:
+    """A control plane plus an API client on it."""
+
+    plane: ControlPlane
+    api: ApiClient
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.plane.kubeconfig
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return kubectl(self.plane, *args, stdin=stdin, check=check)
+
+
+def kubectl(
+    plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(plane.kubectl), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=plane.kubectl_env(),
+        timeout=60,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def install_crds(plane: ControlPlane) -> None:
+    kubectl(plane, "apply", "-f", str(CRD_FILE), check=True)
+    kubectl(
+        plane,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/gitrepositories.source.toolkit.fluxcd.io",
+        check=True,
+    )
+    # Established is not yet "served by discovery"; wait until kubectl can resolve the kind.
+    deadline = time.monotonic() + 30
+    while kubectl(plane, "get", "gitrepositories", "-A").returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("GitRepository kind never appeared in discovery")
+        time.sleep(0.2)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll ``probe`` until it returns something other than None or False."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or probe}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,1 @@
+"""Mutating admission webhook: GitRepository policy and provider translation; Pod identity injection."""

@@ -1,0 +1,88 @@
+"""Admission decisions for each resource: take a decoded request, call the pure policy, encode the answer.
+
+Nothing here writes anything anywhere, so dry-run requests are answered exactly like real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from common import names
+from common.gitrepository import (
+    SecretLookup,
+    credentials_secret_name,
+    managed_provider,
+    translate_gitrepository,
+    validate_gitrepository,
+)
+from webhook import admission
+from webhook.config import WebhookConfig
+from webhook.jsonpatch import diff
+from webhook.lookups import SecretKeyLookup, ServiceAccounts
+from webhook.pods import PodRejected, mutate_pod
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    body: bytes
+    result: str  # "allowed", "patched", "denied", "skipped"
+
+
+async def review_gitrepository(
+    request: admission.Request, config: WebhookConfig, secrets: SecretKeyLookup
+) -> Outcome:
+    if (
+        request.operation not in ("CREATE", "UPDATE")
+        or request.sub_resource
+        or request.namespace in config.excluded_namespaces
+    ):
+        return Outcome(admission.allow(request), "skipped")
+    assert request.object is not None
+    translated = translate_gitrepository(request.object, config.policy)
+    secret_name = credentials_secret_name(translated)
+    keys = (
+        await secrets.keys(request.namespace, secret_name)
+        if secret_name and managed_provider(translated)
+        else SecretLookup.UNKNOWN
+    )
+    # Validate what the user asked for (their field paths), then what will be stored.
+    review = validate_gitrepository(request.object, config.policy, keys)
+    if review.allowed:
+        review = validate_gitrepository(translated, config.policy, keys)
+    if not review.allowed:
+        log.info(
+            "gitrepository denied",
+            extra={"namespace": request.namespace, "name": request.name, "reason": review.message()},
+        )
+        return Outcome(admission.deny(request, review.message(), review.warnings), "denied")
+    patch = diff(request.object, translated)
+    return Outcome(admission.allow(request, patch, review.warnings), "patched" if patch else "allowed")
+
+
+async def review_pod(request: admission.Request, config: WebhookConfig, accounts: ServiceAccounts) -> Outcome:
+    if (
+        request.operation != "CREATE"
+        or request.sub_resource
+        or request.namespace in config.excluded_namespaces
+    ):
+        return Outcome(admission.allow(request), "skipped")
+    pod = request.object
+    assert pod is not None
+    spec = pod.get("spec")
+    sa_name = (spec.get("serviceAccountName") if isinstance(spec, dict) else None) or "default"
+    sa = await accounts.annotations(request.namespace, sa_name)
+    if not sa:
+        return Outcome(admission.allow(request), "allowed")
+    try:
+        mutation = mutate_pod(pod, sa, config.pods)
+    except PodRejected as err:
+        return Outcome(admission.deny(request, str(err)), "denied")
+    patch = diff(pod, mutation.pod)
+    return Outcome(admission.allow(request, patch), "patched" if patch else "allowed")
+
+
+GITREPOSITORY_KINDS = (names.GITREPOSITORY_KIND,)
+POD_KINDS = ("Pod",)
