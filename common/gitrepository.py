@@ -279,3 +279,15 @@ def _hand_back(result: dict[str, Any]) -> None:
             spec.pop("secretRef", None)
     if not annotations:
         result["metadata"].pop("annotations", None)
+
+
+def admit_gitrepository(
+    obj: Mapping[str, Any], config: PolicyConfig, secret_keys: SecretKeys = SecretLookup.UNKNOWN
+) -> tuple[Review, dict[str, Any]]:
+    """The webhook's whole decision: validate what the user asked for (so messages use their field paths),
+    then what would be stored; return the review and the object to store."""
+    translated = translate_gitrepository(obj, config)
+    review = validate_gitrepository(obj, config, secret_keys)
+    if review.allowed:
+        review = validate_gitrepository(translated, config, secret_keys)
+    return review, translated

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from common import names
 from common.gitrepository import (
     SecretLookup,
+    admit_gitrepository,
     credentials_secret_name,
     managed_provider,
     translate_gitrepository,
-    validate_gitrepository,
 )
 from webhook import admission
 from webhook.config import WebhookConfig
@@ -48,10 +48,7 @@ async def review_gitrepository(
         if secret_name and managed_provider(translated)
         else SecretLookup.UNKNOWN
     )
-    # Validate what the user asked for (their field paths), then what will be stored.
-    review = validate_gitrepository(request.object, config.policy, keys)
-    if review.allowed:
-        review = validate_gitrepository(translated, config.policy, keys)
+    review, translated = admit_gitrepository(request.object, config.policy, keys)
     if not review.allowed:
         log.info(
             "gitrepository denied",
