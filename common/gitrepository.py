@@ -157,6 +157,20 @@ def _provider_error(path: str, value: str, allowed: Iterable[str]) -> FieldError
     return FieldError(path, "Unsupported value", detail, value)
 
 
+def redact_url(url: str) -> str:
+    """The URL with any http(s) userinfo (a PAT pasted into it) replaced, for messages and logs.
+
+    ssh userinfo is a login name (``git@``), never a secret, and stays.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme == "ssh":
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
 def _warn(text: str) -> str:
     return text if len(text) <= MAX_WARNING else text[: MAX_WARNING - 3] + "..."
 
@@ -222,7 +236,7 @@ def validate_gitrepository(
                 "Invalid value",
                 f'provider "{provider}" is served with short-lived HTTPS tokens, which work only over '
                 f"https://; use the repository's https:// URL",
-                url,
+                redact_url(url),
             )
         )
     warnings = _secret_warnings(provider, credentials, secret_keys) if credentials and served else []

@@ -60,6 +60,9 @@ def decode(body: bytes, expected_kinds: tuple[str, ...]) -> Request:
         raise BadReview("request.oldObject is not an object")
     if operation in ("CREATE", "UPDATE") and obj is None:
         raise BadReview(f"request.object is missing for a {operation}")
+    for field in ("metadata", "spec"):
+        if obj is not None and not isinstance(obj.get(field, {}), dict):
+            raise BadReview(f"request.object.{field} is not an object")
     return Request(
         api_version=api_version,
         uid=uid,

@@ -52,7 +52,7 @@ async def review_gitrepository(
     if not review.allowed:
         log.info(
             "gitrepository denied",
-            extra={"namespace": request.namespace, "name": request.name, "reason": review.message()},
+            extra={"namespace": request.namespace, "gitrepository": request.name, "reason": review.message()},
         )
         return Outcome(admission.deny(request, review.message(), review.warnings), "denied")
     patch = diff(request.object, translated)

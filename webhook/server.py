@@ -72,7 +72,8 @@ def _endpoint(
             count("unknown", "malformed")
             return web.Response(status=400, text=f"malformed AdmissionReview: {err}\n")
         except (TypeError, AttributeError, KeyError, ValueError) as err:
-            # A structurally valid review whose object has the wrong shape (e.g. "metadata": 5).
+            # A structurally valid review whose object has the wrong shape (e.g. "annotations": 5).
+            log.warning("malformed object in review", extra={"endpoint": kind, "error": type(err).__name__})
             count("unknown", "malformed")
             return web.Response(
                 status=400, text=f"malformed object in AdmissionReview: {type(err).__name__}\n"

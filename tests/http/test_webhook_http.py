@@ -1,0 +1,332 @@
+"""The webhook over real TLS with an aiohttp client: reviews, malformed input, limits, health, metrics, reload."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from certs.authority import KeyPair, issue_serving, new_ca
+from certs.files import TLS_CERT, TLS_KEY, write_atomic
+from tests.support.webhook import RunningWebhook, running_webhook
+
+BENCH = Path(__file__).parents[2].parent / "shared" / "bench"
+SERVICEACCOUNTS = {"flux-system/source-controller": {"azure.workload.identity/client-id": "0000-1"}}
+TOKEN_LIKE = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+
+
+def pod_review(**overrides: Any) -> dict[str, Any]:
+    review: dict[str, Any] = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "flux-system",
+            "operation": "CREATE",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"generateName": "source-controller-", "labels": {"app": "source-controller"}},
+                "spec": {
+                    "serviceAccountName": "source-controller",
+                    "containers": [
+                        {
+                            "name": "manager",
+                            "image": "m:1",
+                            "env": [{"name": "GIT_TOKEN", "value": TOKEN_LIKE}],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    review["request"].update(overrides)
+    return review
+
+
+def gitrepository_review(spec: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    review: dict[str, Any] = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "b1c2",
+            "kind": {"group": "source.toolkit.fluxcd.io", "version": "v1", "kind": "GitRepository"},
+            "resource": {"group": "source.toolkit.fluxcd.io", "version": "v1", "resource": "gitrepositories"},
+            "namespace": "apps",
+            "name": "podinfo",
+            "operation": "CREATE",
+            "object": {
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "GitRepository",
+                "metadata": {"name": "podinfo", "namespace": "apps"},
+                "spec": spec,
+            },
+        },
+    }
+    review["request"].update(overrides)
+    return review
+
+
+def decode_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
+    assert response["patchType"] == "JSONPatch"
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(response["patch"]))
+    return patch
+
+
+@pytest.fixture
+async def webhook(tmp_path: Path) -> AsyncIterator[RunningWebhook]:
+    async with running_webhook(tmp_path, serviceaccounts=SERVICEACCOUNTS) as hook:
+        yield hook
+
+
+@pytest.fixture
+async def http(webhook: RunningWebhook) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(ssl=webhook.client_ssl())
+    async with aiohttp.ClientSession(webhook.url, connector=connector) as session:
+        yield session
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: Any) -> tuple[int, Any]:
+    data = io.BytesIO(body if isinstance(body, bytes) else json.dumps(body).encode())
+    async with http.post(path, data=data, headers={"Content-Type": "application/json"}) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if resp.content_type == "application/json" else text)
+
+
+async def test_pod_review_v1_gets_label_and_annotation(http: aiohttp.ClientSession) -> None:
+    status, body = await post(http, "/mutate/pod", pod_review())
+    assert status == 200
+    assert body["apiVersion"] == "admission.k8s.io/v1"
+    assert body["kind"] == "AdmissionReview"
+    response = body["response"]
+    assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    assert response["allowed"] is True
+    assert decode_patch(response) == [
+        {"op": "add", "path": "/metadata/labels/azure.workload.identity~1use", "value": "true"},
+        {"op": "add", "path": "/metadata/annotations", "value": {"flux-passwordless.io/injected": "azure"}},
+    ]
+
+
+async def test_benchmark_review_gets_the_two_op_patch(http: aiohttp.ClientSession) -> None:
+    review = json.loads((BENCH / "pod_review.json").read_text())
+    status, body = await post(http, "/mutate/pod", review)
+    assert status == 200
+    ops = decode_patch(body["response"])
+    assert [op["path"] for op in ops] == [
+        "/metadata/labels/azure.workload.identity~1use",
+        "/metadata/annotations/flux-passwordless.io~1injected",
+    ]
+
+
+async def test_v1beta1_is_answered_in_kind(http: aiohttp.ClientSession) -> None:
+    review = pod_review()
+    review["apiVersion"] = "admission.k8s.io/v1beta1"
+    status, body = await post(http, "/mutate/pod", review)
+    assert status == 200
+    assert body["apiVersion"] == "admission.k8s.io/v1beta1"
+    assert body["response"]["uid"] == review["request"]["uid"]
+
+
+async def test_pod_without_identity_is_allowed_unpatched(http: aiohttp.ClientSession) -> None:
+    review = pod_review()
+    review["request"]["object"]["spec"]["serviceAccountName"] = "plain"
+    status, body = await post(http, "/mutate/pod", review)
+    assert status == 200
+    assert body["response"] == {"uid": review["request"]["uid"], "allowed": True}
+
+
+async def test_excluded_namespace_is_never_touched(http: aiohttp.ClientSession) -> None:
+    review = pod_review(namespace="kube-system")
+    review["request"]["object"]["spec"]["serviceAccountName"] = "source-controller"
+    status, body = await post(http, "/mutate/pod", review)
+    assert status == 200
+    assert "patch" not in body["response"]
+
+
+async def test_gitrepository_denial_reads_like_a_field_error(http: aiohttp.ClientSession) -> None:
+    review = gitrepository_review({"interval": "1m", "url": "https://github.com/o/r", "provider": "gitub"})
+    status, body = await post(http, "/mutate/gitrepository", review)
+    assert status == 200
+    response = body["response"]
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 403
+    assert response["status"]["message"].startswith('spec.provider: Unsupported value: "gitub"')
+    assert 'did you mean "github"?' in response["status"]["message"]
+
+
+async def test_gitrepository_translation_patch(http: aiohttp.ClientSession) -> None:
+    spec = {"interval": "1m", "url": "https://github.com/o/r", "provider": "gcp", "secretRef": {"name": "sa"}}
+    status, body = await post(http, "/mutate/gitrepository", gitrepository_review(spec))
+    assert status == 200
+    ops = decode_patch(body["response"])
+    assert {"op": "replace", "path": "/spec/provider", "value": "generic"} in ops
+    assert {"op": "replace", "path": "/spec/secretRef/name", "value": "podinfo-git-token"} in ops
+
+
+@pytest.mark.parametrize("operation", ["DELETE", "CONNECT"])
+async def test_gitrepository_delete_is_never_touched(http: aiohttp.ClientSession, operation: str) -> None:
+    review = gitrepository_review({"provider": "nonsense"}, operation=operation)
+    status, body = await post(http, "/mutate/gitrepository", review)
+    assert status == 200
+    assert body["response"] == {"uid": "b1c2", "allowed": True}
+
+
+async def test_gitrepository_status_update_is_never_touched(http: aiohttp.ClientSession) -> None:
+    review = gitrepository_review({"provider": "nonsense"}, operation="UPDATE", subResource="status")
+    status, body = await post(http, "/mutate/gitrepository", review)
+    assert (status, body["response"]["allowed"]) == (200, True)
+    assert "patch" not in body["response"]
+
+
+async def test_dry_run_gets_the_same_answer(http: aiohttp.ClientSession) -> None:
+    spec = {"interval": "1m", "url": "https://github.com/o/r", "provider": "gcp", "secretRef": {"name": "sa"}}
+    _, real = await post(http, "/mutate/gitrepository", gitrepository_review(spec))
+    _, dry = await post(http, "/mutate/gitrepository", gitrepository_review(spec, dryRun=True))
+    assert dry == real
+
+
+MALFORMED: list[tuple[str, bytes | dict[str, Any], str]] = [
+    ("not-json", b"{this is not json", "body is not JSON"),
+    ("not-an-object", b"[1, 2, 3]", "body is not a JSON object"),
+    ("wrong-review-kind", {"apiVersion": "v1", "kind": "Pod"}, "expected kind AdmissionReview"),
+    ("no-request", {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "has no request"),
+    ("no-uid", {**pod_review(), "request": {**pod_review()["request"], "uid": ""}}, "request.uid is missing"),
+    (
+        "no-object",
+        {**pod_review(), "request": {**pod_review()["request"], "object": None}},
+        "object is missing",
+    ),
+    (
+        "object-not-a-map",
+        {**pod_review(), "request": {**pod_review()["request"], "object": "pod"}},
+        "request.object is not an object",
+    ),
+    (
+        "wrong-resource-kind",
+        gitrepository_review({"url": "https://x"}),
+        "request.kind.kind is 'GitRepository'; this endpoint reviews Pod",
+    ),
+    (
+        "metadata-wrong-type",
+        {**pod_review(), "request": {**pod_review()["request"], "object": {"metadata": 5}}},
+        "object.metadata is not",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"), [(b, r) for _, b, r in MALFORMED], ids=[i for i, _, _ in MALFORMED]
+)
+async def test_malformed_review_is_a_400_with_a_reason(
+    http: aiohttp.ClientSession, body: bytes | dict[str, Any], reason: str
+) -> None:
+    status, text = await post(http, "/mutate/pod", body)
+    assert status == 400
+    assert "malformed" in text
+    assert reason in text
+
+
+async def test_malformed_gitrepository_object_is_a_400(http: aiohttp.ClientSession) -> None:
+    review = gitrepository_review({"provider": "github"})
+    review["request"]["object"]["spec"]["secretRef"] = ["not", "a", "map"]
+    review["request"]["object"]["metadata"]["annotations"] = "nope"
+    status, text = await post(http, "/mutate/gitrepository", review)
+    assert status == 400
+    assert "malformed" in text
+
+
+async def test_huge_body_is_refused_not_buffered(http: aiohttp.ClientSession) -> None:
+    review = pod_review()
+    review["request"]["object"]["metadata"]["annotations"] = {"big": "x" * (4 * 1024 * 1024)}
+    status, _ = await post(http, "/mutate/pod", review)
+    assert status == 413
+
+
+async def test_health_and_metrics(http: aiohttp.ClientSession) -> None:
+    await post(http, "/mutate/pod", pod_review())
+    await post(http, "/mutate/pod", b"junk")
+    async with http.get("/healthz") as resp:
+        assert resp.status == 200
+    async with http.get("/livez") as resp:
+        assert resp.status == 200
+    async with http.get("/metrics") as resp:
+        text = await resp.text()
+    assert 'flux_passwordless_webhook_requests_total{kind="Pod",operation="CREATE",result="patched"}' in text
+    assert (
+        'flux_passwordless_webhook_requests_total{kind="Pod",operation="unknown",result="malformed"}' in text
+    )
+    assert 'flux_passwordless_webhook_request_duration_seconds_bucket{kind="Pod"' in text
+
+
+async def test_no_token_like_value_reaches_logs(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await post(http, "/mutate/pod", pod_review())
+    url = f"https://x-access-token:{TOKEN_LIKE}@github.com/o/r"
+    http_url = url.replace("https://", "http://")
+    for spec in (
+        {"interval": "1m", "url": http_url, "provider": "github", "secretRef": {"name": "s"}},
+        {"interval": "1m", "url": url, "provider": "gitub"},
+    ):
+        _, body = await post(http, "/mutate/gitrepository", gitrepository_review(spec))
+        assert TOKEN_LIKE not in json.dumps(body)
+    assert caplog.records, "the denial is logged"
+    assert TOKEN_LIKE not in caplog.text
+
+
+def _peer_serial(webhook: RunningWebhook, ca_pem: bytes) -> int:
+    import socket
+
+    from cryptography import x509
+
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    with (
+        socket.create_connection(("127.0.0.1", webhook.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_rotated_certificate_is_served_without_restart(webhook: RunningWebhook) -> None:
+    import asyncio
+
+    before = await asyncio.to_thread(_peer_serial, webhook, webhook.ca_pem)
+    new_authority = new_ca("rotated-ca")
+    rotated: KeyPair = issue_serving(new_authority, ["localhost"], ["127.0.0.1"])
+    write_atomic(webhook.cert_dir / TLS_KEY, rotated.key_pem)
+    write_atomic(webhook.cert_dir / TLS_CERT, rotated.cert_pem)
+    expected = rotated.certificate().serial_number
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        try:
+            serial = await asyncio.to_thread(_peer_serial, webhook, new_authority.cert_pem)
+        except ssl.SSLError:
+            continue  # still the old certificate
+        if serial == expected:
+            break
+    else:
+        pytest.fail("the rotated certificate was never served")
+    assert serial != before
+
+
+async def test_half_rotated_pair_keeps_the_old_certificate(webhook: RunningWebhook) -> None:
+    import asyncio
+
+    before = await asyncio.to_thread(_peer_serial, webhook, webhook.ca_pem)
+    other = issue_serving(new_ca("other"), ["localhost"], ["127.0.0.1"])
+    write_atomic(webhook.cert_dir / TLS_KEY, other.key_pem)  # key rotated, certificate not yet
+    await asyncio.sleep(0.4)
+    assert await asyncio.to_thread(_peer_serial, webhook, webhook.ca_pem) == before

@@ -1,0 +1,73 @@
+"""Run the real webhook server in-process on a loopback port, for the HTTP and e2e tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from certs.files import CA_CERT, TLS_CERT, TLS_KEY, ensure_files
+from tests.support.controlplane import free_port
+from webhook import config as webhook_config
+from webhook.server import serve
+
+
+@dataclass
+class RunningWebhook:
+    url: str
+    port: int
+    cert_dir: Path
+    ca_file: Path
+
+    def client_ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca_file.read_bytes()
+
+
+@contextlib.asynccontextmanager
+async def running_webhook(
+    tmp: Path,
+    *extra_args: str,
+    serviceaccounts: dict[str, dict[str, str]] | None = None,
+    kubeconfig: Path | None = None,
+) -> AsyncIterator[RunningWebhook]:
+    cert_dir = tmp / "webhook-tls"
+    ensure_files(cert_dir, ["localhost"], ["127.0.0.1"])
+    port = free_port()
+    args = [
+        f"--listen=127.0.0.1:{port}",
+        f"--tls-cert-file={cert_dir / TLS_CERT}",
+        f"--tls-key-file={cert_dir / TLS_KEY}",
+        "--cert-reload-interval=0.1",
+        *extra_args,
+    ]
+    if kubeconfig is not None:
+        args.append(f"--kubeconfig={kubeconfig}")
+    else:
+        sa_file = tmp / "serviceaccounts.json"
+        sa_file.write_text(json.dumps(serviceaccounts or {}))
+        args.append(f"--serviceaccounts-file={sa_file}")
+    cfg = webhook_config.from_args(args)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(cfg, stop))
+    for _ in range(200):
+        if task.done():
+            task.result()  # raises the start-up error
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.02)
+    try:
+        yield RunningWebhook(f"https://127.0.0.1:{port}", port, cert_dir, cert_dir / CA_CERT)
+    finally:
+        stop.set()
+        await task
