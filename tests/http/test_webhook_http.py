@@ -1,4 +1,4 @@
-"""The webhook over real TLS with an aiohttp client: reviews, malformed input, limits, health, metrics, reload."""
+"""The webhook over real TLS with an aiohttp client: reviews, bad input, limits, health, metrics, reload."""
 
 from __future__ import annotations
 
