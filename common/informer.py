@@ -16,6 +16,8 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from common.kube import raise_for_status, read_json
+
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
@@ -57,8 +59,7 @@ class Informer:
         return {"label_selector": self._selector} if self._selector else {}
 
     async def _list(self) -> str:
-        response = await self._list_fn(*self._list_args, _preload_content=False, **self._kwargs())
-        body = json.loads(await response.read())
+        body = await read_json(self._list_fn(*self._list_args, _preload_content=False, **self._kwargs()))
         items: list[Obj] = body.get("items") or []
         kind = str(body.get("kind", "")).removesuffix("List")
         api_version = body.get("apiVersion")
@@ -104,6 +105,7 @@ class Informer:
             **self._kwargs(),
         )
         try:
+            raise_for_status(response)
             async for line in response.content:
                 if not line.strip():
                     continue

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import Any, cast
 
 from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
 
 
 async def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -26,6 +27,14 @@ async def read_json(call: Awaitable[Any]) -> dict[str, Any]:
     """
     response = await call
     try:
-        return cast(dict[str, Any], json.loads(await response.read()))
+        body = await response.read()
+        raise_for_status(response)
+        return cast(dict[str, Any], json.loads(body))
     finally:
         response.release()
+
+
+def raise_for_status(response: Any) -> None:
+    """With ``_preload_content=False`` the generated client returns error responses instead of raising."""
+    if not 200 <= response.status <= 299:
+        raise ApiException(status=response.status, reason=response.reason)

@@ -38,5 +38,15 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Cap libraries that log too much, or log what must never be logged, whatever the level asked for."""
+    # kubernetes_asyncio logs every response body at DEBUG: Secret values included.
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
+    # azure-identity / msal log request details at DEBUG; google-auth too.
+    for name in ("azure", "msal", "google", "urllib3"):
+        logging.getLogger(name).setLevel(logging.INFO)
     # aiohttp's access log would repeat every admission request; our own metrics count them.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, config
 
+from common import logs
 from tests.support.controlplane import ControlPlane, binaries_dir
 from tests.support.kube import Kube, install_crds
 
 E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logs.quiet_libraries()  # tests log at DEBUG; library loggers are capped exactly as in production
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

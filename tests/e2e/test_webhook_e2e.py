@@ -1,0 +1,298 @@
+"""The webhook behind a real kube-apiserver that calls it over TLS, driven with kubectl as users drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from tests.support.kube import Kube, eventually
+from tests.support.registration import webhook_configuration
+from tests.support.webhook import RunningWebhook, running_webhook
+
+GROUP, VERSION, PLURAL = "source.toolkit.fluxcd.io", "v1", "gitrepositories"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+
+
+def gitrepository(name: str, namespace: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"interval": "1m", **spec},
+    }
+    return yaml.safe_dump(body)
+
+
+async def register(kube: Kube, hook: RunningWebhook, name: str, label: str | None = None) -> None:
+    """Create the configuration and wait until the apiserver really calls the webhook."""
+    body = webhook_configuration(name, hook.url, hook.ca_pem, label)
+    admission = client.AdmissionregistrationV1Api(kube.api)
+    await admission.create_mutating_webhook_configuration(body)
+    probe_ns = f"probe-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube.api)
+    labels = {label: "true"} if label else {}
+    await core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=probe_ns, labels=labels))
+    )
+    manifest = gitrepository("probe", probe_ns, url="https://github.com/o/r", provider="gitub")
+
+    async def denied_by_webhook() -> bool:
+        out = await asyncio.to_thread(kube.kubectl, "apply", "--dry-run=server", "-f", "-", stdin=manifest)
+        return "admission webhook" in out.stderr
+
+    await eventually(denied_by_webhook, timeout=15, interval=0.1, what="webhook registration to take effect")
+    await core.delete_namespace(probe_ns)
+
+
+@pytest.fixture(scope="module")
+async def webhook(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningWebhook]:
+    tmp = tmp_path_factory.mktemp("webhook")
+    async with running_webhook(tmp, "--azure-injection=full", kubeconfig=kube.kubeconfig) as hook:
+        await register(kube, hook, "e2e")
+        yield hook
+        await client.AdmissionregistrationV1Api(kube.api).delete_mutating_webhook_configuration("e2e")
+
+
+async def get_gitrepository(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = await client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return obj
+
+
+async def kubectl(kube: Kube, *args: str, stdin: str | None = None) -> Any:
+    return await asyncio.to_thread(kube.kubectl, *args, stdin=stdin)
+
+
+async def test_typo_provider_is_denied_with_did_you_mean(
+    webhook: RunningWebhook, kube: Kube, namespace: str
+) -> None:
+    out = await kubectl(
+        kube,
+        "apply",
+        "-f",
+        "-",
+        stdin=gitrepository("app", namespace, url="https://github.com/o/r", provider="gitub"),
+    )
+    assert out.returncode != 0
+    assert (
+        'admission webhook "gitrepositories.e2e.flux-passwordless.io" denied the request: spec.provider: '
+        'Unsupported value: "gitub": supported values: "generic", "azure", "github", "gcp", "aws"; '
+        'did you mean "github"?'
+    ) in out.stderr
+
+
+async def test_github_without_secretref_is_denied(
+    webhook: RunningWebhook, kube: Kube, namespace: str
+) -> None:
+    out = await kubectl(
+        kube,
+        "apply",
+        "-f",
+        "-",
+        stdin=gitrepository("app", namespace, url="https://github.com/o/r", provider="github"),
+    )
+    assert out.returncode != 0
+    assert 'spec.secretRef: Required value: provider "github" needs a secretRef' in out.stderr
+
+
+async def test_gcp_is_translated_and_reapply_is_a_no_op(
+    webhook: RunningWebhook, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "infra.yaml"
+    manifest.write_text(
+        gitrepository(
+            "infra",
+            namespace,
+            url="https://source.developers.google.com/p/p/r/infra",
+            provider="gcp",
+            secretRef={"name": "gcp-sa"},
+        )
+    )
+    out = await kubectl(kube, "apply", "-f", str(manifest))
+    assert out.returncode == 0, out.stderr
+    assert 'Warning: Secret "gcp-sa" does not exist yet' in out.stderr
+    stored = await get_gitrepository(kube, namespace, "infra")
+    assert stored["spec"]["provider"] == "generic"
+    assert stored["spec"]["secretRef"] == {"name": "infra-git-token"}
+    assert stored["metadata"]["annotations"]["flux-passwordless.io/provider"] == "gcp"
+    assert stored["metadata"]["annotations"]["flux-passwordless.io/credentials-secret"] == "gcp-sa"
+    version = stored["metadata"]["resourceVersion"]
+
+    again = await kubectl(kube, "apply", "-f", str(manifest))
+    assert again.returncode == 0, again.stderr
+    assert (await get_gitrepository(kube, namespace, "infra"))["metadata"]["resourceVersion"] == version
+
+    # An UPDATE that only adds a finalizer (what source-controller does) passes untouched.
+    patch = json.dumps({"metadata": {"finalizers": ["finalizers.fluxcd.io"]}})
+    out = await kubectl(kube, "patch", "gitrepository", "infra", "-n", namespace, "--type=merge", "-p", patch)
+    assert out.returncode == 0, out.stderr
+    after = await get_gitrepository(kube, namespace, "infra")
+    assert after["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
+    assert after["spec"] == stored["spec"]
+    assert after["metadata"]["annotations"] == stored["metadata"]["annotations"]
+
+
+async def test_server_side_apply_is_translated_and_reapply_is_a_no_op(
+    webhook: RunningWebhook, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "infra.yaml"
+    manifest.write_text(
+        gitrepository(
+            "infra",
+            namespace,
+            url="https://source.developers.google.com/p/p/r/infra",
+            provider="gcp",
+            secretRef={"name": "gcp-sa"},
+        )
+    )
+    out = await kubectl(kube, "apply", "--server-side", "-f", str(manifest))
+    assert out.returncode == 0, out.stderr
+    stored = await get_gitrepository(kube, namespace, "infra")
+    assert stored["spec"]["provider"] == "generic"
+    assert stored["spec"]["secretRef"] == {"name": "infra-git-token"}
+    for _ in range(2):
+        again = await kubectl(kube, "apply", "--server-side", "-f", str(manifest))
+        assert again.returncode == 0, again.stderr
+        current = await get_gitrepository(kube, namespace, "infra")
+        assert current["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+
+async def test_azure_without_secretref_gets_its_output_secret(
+    webhook: RunningWebhook, kube: Kube, namespace: str
+) -> None:
+    out = await kubectl(
+        kube,
+        "apply",
+        "-f",
+        "-",
+        stdin=gitrepository(
+            "fleet", namespace, url="https://dev.azure.com/contoso/fleet/_git/fleet", provider="azure"
+        ),
+    )
+    assert out.returncode == 0, out.stderr
+    stored = await get_gitrepository(kube, namespace, "fleet")
+    assert stored["spec"]["secretRef"] == {"name": "fleet-git-token"}
+    assert stored["spec"]["provider"] == "generic"
+    ours = {k: v for k, v in stored["metadata"]["annotations"].items() if k.startswith("flux-passwordless.io/")}
+    assert ours == {"flux-passwordless.io/provider": "azure"}
+
+
+async def _pod_namespace(kube: Kube, namespace: str, opted_in: bool, sa_annotations: dict[str, str]) -> None:
+    core = client.CoreV1Api(kube.api)
+    if opted_in:
+        await core.patch_namespace(
+            namespace, {"metadata": {"labels": {"flux-passwordless.io/inject": "enabled"}}}
+        )
+    await core.create_namespaced_service_account(
+        namespace,
+        client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(name="source-controller", annotations=sa_annotations)
+        ),
+    )
+
+
+def _pod(name: str) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels={"app": "source-controller"}),
+        spec=client.V1PodSpec(
+            service_account_name="source-controller",
+            containers=[client.V1Container(name="manager", image="ghcr.io/fluxcd/source-controller:v1.9.1")],
+        ),
+    )
+
+
+async def test_pod_in_opted_in_namespace_gets_full_azure_injection(
+    webhook: RunningWebhook, kube: Kube, namespace: str
+) -> None:
+    await _pod_namespace(kube, namespace, True, {"azure.workload.identity/client-id": CLIENT_ID})
+    core = client.CoreV1Api(kube.api)
+    await core.create_namespaced_pod(namespace, _pod("sc"))
+    pod = await core.read_namespaced_pod("sc", namespace)
+    assert pod.metadata.labels["azure.workload.identity/use"] == "true"
+    assert pod.metadata.annotations["flux-passwordless.io/injected"] == "azure"
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["AZURE_CLIENT_ID"] == CLIENT_ID
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/tokens/azure-identity-token"
+    volume = next(v for v in pod.spec.volumes if v.name == "azure-identity-token")
+    token = volume.projected.sources[0].service_account_token
+    assert (token.audience, token.expiration_seconds) == ("api://AzureADTokenExchange", 3600)
+    mounts = {m.name: m.mount_path for m in pod.spec.containers[0].volume_mounts}
+    assert mounts["azure-identity-token"] == "/var/run/secrets/azure/tokens"
+
+
+async def test_pod_outside_opted_in_namespaces_is_untouched(
+    webhook: RunningWebhook, kube: Kube, namespace: str
+) -> None:
+    await _pod_namespace(kube, namespace, False, {"azure.workload.identity/client-id": CLIENT_ID})
+    core = client.CoreV1Api(kube.api)
+    await core.create_namespaced_pod(namespace, _pod("sc"))
+    pod = await core.read_namespaced_pod("sc", namespace)
+    assert "azure.workload.identity/use" not in (pod.metadata.labels or {})
+    assert "flux-passwordless.io/injected" not in (pod.metadata.annotations or {})
+
+
+async def test_serviceaccount_annotated_later_is_seen_by_the_next_pod(
+    webhook: RunningWebhook, kube: Kube, namespace: str
+) -> None:
+    await _pod_namespace(kube, namespace, True, {})
+    core = client.CoreV1Api(kube.api)
+    await core.create_namespaced_pod(namespace, _pod("before"))
+    before = await core.read_namespaced_pod("before", namespace)
+    assert "flux-passwordless.io/injected" not in (before.metadata.annotations or {})
+    await core.patch_namespaced_service_account(
+        "source-controller",
+        namespace,
+        {"metadata": {"annotations": {"iam.gke.io/gcp-service-account": "f@p.iam"}}},
+    )
+    await asyncio.sleep(0.5)  # the watch event
+    await core.create_namespaced_pod(namespace, _pod("after"))
+    after = await core.read_namespaced_pod("after", namespace)
+    assert after.metadata.annotations["flux-passwordless.io/injected"] == "gcp"
+
+
+async def test_webhook_down_fails_gitrepositories_closed_and_pods_open(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    label = f"fp-down-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube.api)
+    labels = {label: "true", "flux-passwordless.io/inject": "enabled"}
+    await core.patch_namespace(namespace, {"metadata": {"labels": labels}})
+    async with running_webhook(tmp_path, kubeconfig=kube.kubeconfig) as hook:
+        await register(kube, hook, "down", label)
+    try:
+        # the webhook is stopped now; the registration still points at it
+        out = await kubectl(
+            kube,
+            "apply",
+            "-f",
+            "-",
+            stdin=gitrepository(
+                "app", namespace, url="https://github.com/o/r", provider="github", secretRef={"name": "x"}
+            ),
+        )
+        assert out.returncode != 0
+        assert 'failed calling webhook "gitrepositories.down.flux-passwordless.io"' in out.stderr
+        assert "connection refused" in out.stderr
+        started = time.monotonic()
+        await core.create_namespaced_pod(namespace, _pod_plain("p"))
+        assert time.monotonic() - started < 5
+        assert (await core.read_namespaced_pod("p", namespace)).metadata.name == "p"
+    finally:
+        await client.AdmissionregistrationV1Api(kube.api).delete_mutating_webhook_configuration("down")
+
+
+def _pod_plain(name: str) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox:1.36")]),
+    )
