@@ -36,7 +36,7 @@ async def register(kube: Kube, hook: RunningWebhook, name: str, label: str | Non
     """Create the configuration and wait until the apiserver really calls the webhook."""
     body = webhook_configuration(name, hook.url, hook.ca_pem, label)
     admission = client.AdmissionregistrationV1Api(kube.api)
-    await admission.create_mutating_webhook_configuration(body)
+    await admission.create_mutating_webhook_configuration(body)  # type: ignore[arg-type]
     probe_ns = f"probe-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(kube.api)
     labels = {label: "true"} if label else {}
@@ -183,7 +183,8 @@ async def test_azure_without_secretref_gets_its_output_secret(
     stored = await get_gitrepository(kube, namespace, "fleet")
     assert stored["spec"]["secretRef"] == {"name": "fleet-git-token"}
     assert stored["spec"]["provider"] == "generic"
-    ours = {k: v for k, v in stored["metadata"]["annotations"].items() if k.startswith("flux-passwordless.io/")}
+    annotations = stored["metadata"]["annotations"]
+    ours = {k: v for k, v in annotations.items() if k.startswith("flux-passwordless.io/")}
     assert ours == {"flux-passwordless.io/provider": "azure"}
 
 
