@@ -51,3 +51,7 @@ dev-down: venv ## Stop the local control plane
 .PHONY: clean
 clean: dev-down ## Remove the venv and local state (the control-plane build cache stays)
 	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: certs
+certs: venv ## A CA and serving certificate for local runs (localhost, 127.0.0.1) in .dev/webhook-tls
+	@$(VENV)/bin/flux-passwordless-certs files --dir .dev/webhook-tls

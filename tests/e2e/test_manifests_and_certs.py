@@ -1,0 +1,78 @@
+"""manifests/ applies cleanly to a real apiserver; certs/ keeps its Secret and the caBundle."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from kubernetes_asyncio import client
+
+from certs.authority import service_dns_names
+from certs.cluster import ensure_secret, inject_ca_bundle
+from tests.support.kube import Kube
+from tests.support.registration import webhook_configuration
+
+MANIFESTS = Path(__file__).parents[2] / "manifests"
+
+
+async def test_default_install_passes_server_side_dry_run(kube: Kube) -> None:
+    # The namespace must exist for a server-side dry run of namespaced objects in it.
+    await asyncio.to_thread(kube.kubectl, "create", "namespace", "flux-passwordless")
+    try:
+        out = await asyncio.to_thread(kube.kubectl, "apply", "-k", str(MANIFESTS), "--dry-run=server")
+        assert out.returncode == 0, out.stderr
+        for kind in (
+            "deployment.apps/flux-passwordless-webhook",
+            "poddisruptionbudget.policy/flux-passwordless-webhook",
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io/flux-passwordless",
+            "job.batch/flux-passwordless-certs",
+            "clusterrole.rbac.authorization.k8s.io/flux-passwordless-webhook",
+        ):
+            assert kind in out.stdout
+    finally:
+        await asyncio.to_thread(kube.kubectl, "delete", "namespace", "flux-passwordless", "--wait=false")
+
+
+async def test_cert_manager_overlay_builds(kube: Kube) -> None:
+    out = await asyncio.to_thread(kube.kubectl, "kustomize", str(MANIFESTS / "overlays" / "cert-manager"))
+    assert out.returncode == 0, out.stderr
+    docs = list(yaml.safe_load_all(out.stdout))
+    kinds = {d["kind"] for d in docs}
+    assert {"Certificate", "Issuer", "MutatingWebhookConfiguration", "Deployment"} <= kinds
+    assert "Job" not in kinds, "no in-cluster generator when cert-manager issues the certificate"
+    config = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "flux-passwordless/flux-passwordless-webhook"
+    )
+
+
+async def test_tls_secret_is_created_once_and_ca_bundle_injected(kube: Kube, namespace: str) -> None:
+    names = service_dns_names("flux-passwordless-webhook", namespace)
+    ca = await ensure_secret(kube.api, namespace, "webhook-tls", names)
+    again = await ensure_secret(kube.api, namespace, "webhook-tls", names)
+    assert again == ca, "a valid certificate is kept, not reissued"
+    secret = await client.CoreV1Api(kube.api).read_namespaced_secret("webhook-tls", namespace)
+    assert secret.type == "kubernetes.io/tls"
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert f"flux-passwordless-webhook.{namespace}.svc" in sans
+    assert f"flux-passwordless-webhook.{namespace}.svc.cluster.local" in sans
+    assert cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=300)
+
+    name = f"certs-{namespace}"
+    admission = client.AdmissionregistrationV1Api(kube.api)
+    body = webhook_configuration(name, "https://127.0.0.1:1", b"placeholder")
+    await admission.create_mutating_webhook_configuration(body)  # type: ignore[arg-type]
+    try:
+        assert await inject_ca_bundle(kube.api, name, ca) == 2
+        assert await inject_ca_bundle(kube.api, name, ca) == 0, "nothing to change the second time"
+        stored = await admission.read_mutating_webhook_configuration(name)
+        assert {base64.b64decode(h.client_config.ca_bundle) for h in stored.webhooks} == {ca}
+    finally:
+        await admission.delete_mutating_webhook_configuration(name)
