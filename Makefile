@@ -55,3 +55,8 @@ clean: dev-down ## Remove the venv and local state (the control-plane build cach
 .PHONY: certs
 certs: venv ## A CA and serving certificate for local runs (localhost, 127.0.0.1) in .dev/webhook-tls
 	@$(VENV)/bin/flux-passwordless-certs files --dir .dev/webhook-tls
+
+.PHONY: bench-webhook
+bench-webhook: venv ## Benchmark: our webhook vs the Go yardstick (../shared/bench), pinned cores, wrk over TLS
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	@$(PY) -m bench.webhook
