@@ -12,7 +12,12 @@ from webhook import config, server
 def main(argv: list[str] | None = None) -> int:
     cfg = config.from_args(argv)
     logs.setup(cfg.log_level)
-    asyncio.run(server.run(cfg))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without it
+        asyncio.run(server.run(cfg))
+    else:
+        uvloop.run(server.run(cfg))
     return 0
 
 

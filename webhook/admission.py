@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from webhook.jsonpatch import Patch
 
@@ -16,7 +17,7 @@ class BadReview(ValueError):
     """The body is not an AdmissionReview we can answer: the HTTP layer turns it into a 400."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
     api_version: str
     uid: str
@@ -34,8 +35,8 @@ class Request:
 
 def decode(body: bytes, expected_kinds: tuple[str, ...]) -> Request:
     try:
-        review = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        review = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise BadReview(f"body is not JSON: {err}") from None
     if not isinstance(review, dict):
         raise BadReview("body is not a JSON object")
@@ -83,7 +84,7 @@ def allow(request: Request, patch: Patch | None = None, warnings: list[str] | No
     response: dict[str, Any] = {"uid": request.uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode()
     if warnings:
         response["warnings"] = warnings
     return _encode(request, response)
@@ -102,4 +103,4 @@ def deny(request: Request, message: str, warnings: list[str] | None = None) -> b
 
 def _encode(request: Request, response: dict[str, Any]) -> bytes:
     review = {"apiVersion": request.api_version, "kind": "AdmissionReview", "response": response}
-    return json.dumps(review, separators=(",", ":")).encode()
+    return orjson.dumps(review)

@@ -12,6 +12,8 @@ Patch = list[dict[str, Any]]
 
 
 def escape(token: str) -> str:
+    if "~" not in token and "/" not in token:
+        return token
     return token.replace("~", "~0").replace("/", "~1")
 
 
@@ -25,11 +27,10 @@ def diff(old: Any, new: Any, path: str = "") -> Patch:
             if key not in new:
                 ops.append({"op": "remove", "path": f"{path}/{escape(key)}"})
         for key, value in new.items():
-            child = f"{path}/{escape(key)}"
             if key not in old:
-                ops.append({"op": "add", "path": child, "value": value})
-            else:
-                ops.extend(diff(old[key], value, child))
+                ops.append({"op": "add", "path": f"{path}/{escape(key)}", "value": value})
+            elif old[key] is not value:
+                ops.extend(diff(old[key], value, f"{path}/{escape(key)}"))
         return ops
     if isinstance(old, list) and isinstance(new, list):
         common = min(len(old), len(new))

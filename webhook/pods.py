@@ -4,23 +4,25 @@ One ``Injector`` per cloud, each a row of ``INJECTORS``: it fires when the Servi
 annotation. In label mode it adds what that cloud's own webhook keys on; in full mode it adds what that
 webhook would add (env, projected token volume and mount), never overwriting what a container already sets.
 
-``mutate_pod`` never modifies its input: it copies the parts it changes and shares the rest, so
-``webhook.jsonpatch.diff(pod, mutated)`` is cheap and exact.
+``mutate_pod`` never modifies its input: it copies the parts it changes, shares the rest, and records the
+JSON Patch while it edits (the tests check it against a diff of the whole object).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from common import names
+from webhook.jsonpatch import Patch, escape
 
 Mode = Literal["label", "full"]
 Pod = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodConfig:
     azure_injection: Mode = "label"
     aws_injection: Mode = "label"
@@ -33,70 +35,80 @@ class PodRejected(ValueError):
     """The Pod asks for something invalid (message says field, value and fix)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Mutation:
     pod: Pod  # the mutated pod (the input itself when nothing changed)
     providers: tuple[str, ...]
+    patch: Patch  # RFC 6902 ops turning the input into ``pod``
+
+
+Path = tuple[str | int, ...]
 
 
 class _Writer:
-    """Copy-on-write access to the few paths of a pod that injectors touch."""
+    """Copy-on-write edits of a pod that record, as they go, the JSON Patch that makes them.
+
+    Only the containers on an edited path are copied; everything else stays shared with the original. A map
+    or list the original lacks is added whole by one op whose value is the new object itself, so edits made
+    inside it later need no op of their own.
+    """
+
+    __slots__ = ("_nodes", "ops", "original", "pod")
 
     def __init__(self, pod: Pod) -> None:
         self.original = pod
-        self.pod: Pod = dict(pod)
-        self._copied: set[str] = set()
+        self.pod = pod  # replaced by a shallow copy on the first edit
+        self.ops: Patch = []
+        self._nodes: dict[Path, tuple[Any, bool]] = {}  # path -> (our copy, covered by an "add" op)
 
-    def _own(self, parent: dict[str, Any], key: str, tag: str, default: Any) -> Any:
-        if tag not in self._copied:
-            value = parent.get(key)
-            parent[key] = (
-                default if value is None else (dict(value) if isinstance(value, dict) else list(value))
-            )
-            self._copied.add(tag)
-        return parent[key]
+    def _node(self, path: Path, empty: type[dict[str, Any]] | type[list[Any]]) -> tuple[Any, bool]:
+        got = self._nodes.get(path)
+        if got is not None:
+            return got
+        if not path:
+            self.pod = dict(self.original)
+            got = (self.pod, False)
+        else:
+            parent, covered = self._node(path[:-1], dict)
+            key = path[-1]
+            current = parent[key] if isinstance(key, int) else parent.get(key)
+            if current is None:
+                node = parent[key] = empty()
+                if not covered:
+                    self.ops.append({"op": "add", "path": _pointer(path), "value": node})
+                got = (node, True)
+            else:
+                node = parent[key] = current.copy()
+                got = (node, covered)
+        self._nodes[path] = got
+        return got
 
-    def metadata(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._own(self.pod, "metadata", "m", {})
-        return result
+    def set(self, path: Path, key: str, value: Any) -> None:
+        node, covered = self._node(path, dict)
+        existed = key in node
+        node[key] = value
+        if not covered:
+            op = "replace" if existed else "add"
+            self.ops.append({"op": op, "path": _pointer(path, key), "value": value})
 
-    def labels(self) -> dict[str, str]:
-        result: dict[str, str] = self._own(self.metadata(), "labels", "m.l", {})
-        return result
+    def append(self, path: Path, value: Any) -> None:
+        node, covered = self._node(path, list)
+        node.append(value)
+        if not covered:
+            self.ops.append({"op": "add", "path": f"{_pointer(path)}/{len(node) - 1}", "value": value})
 
-    def annotations(self) -> dict[str, str]:
-        result: dict[str, str] = self._own(self.metadata(), "annotations", "m.a", {})
-        return result
 
-    def spec(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._own(self.pod, "spec", "s", {})
-        return result
-
-    def node_selector(self) -> dict[str, str]:
-        result: dict[str, str] = self._own(self.spec(), "nodeSelector", "s.ns", {})
-        return result
-
-    def volumes(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._own(self.spec(), "volumes", "s.v", [])
-        return result
-
-    def container(self, kind: str, index: int) -> dict[str, Any]:
-        containers: list[dict[str, Any]] = self._own(self.spec(), kind, f"s.{kind}", [])
-        tag = f"s.{kind}.{index}"
-        if tag not in self._copied:
-            containers[index] = dict(containers[index])
-            self._copied.add(tag)
-        return containers[index]
-
-    def container_list(self, container: dict[str, Any], key: str, kind: str, index: int) -> list[Any]:
-        result: list[Any] = self._own(container, key, f"s.{kind}.{index}.{key}", [])
-        return result
+@functools.lru_cache(maxsize=4096)
+def _pointer(path: Path, key: str | None = None) -> str:
+    """JSON Pointer of ``path`` (plus ``key``); the same few paths recur on every request."""
+    pointer = "".join(f"/{escape(str(p))}" for p in path)
+    return pointer if key is None else f"{pointer}/{escape(key)}"
 
 
 def _get(mapping: Mapping[str, Any] | None, *path: str) -> Any:
     value: Any = mapping
     for key in path:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             return None
         value = value.get(key)
     return value
@@ -137,26 +149,21 @@ def _inject_into_containers(
             needs_mount = not any(
                 m.get("name") == mount["name"] or m.get("mountPath") == mount["mountPath"] for m in mounts
             )
-            if not missing_env and not needs_mount:
-                continue
-            target = w.container(kind, index)
-            if missing_env:
-                w.container_list(target, "env", kind, index).extend(missing_env)
+            for entry in missing_env:
+                w.append(("spec", kind, index, "env"), entry)
             if needs_mount:
-                w.container_list(target, "volumeMounts", kind, index).append(mount)
+                w.append(("spec", kind, index, "volumeMounts"), mount)
 
 
 def _add_volume(w: _Writer, volume: dict[str, Any]) -> None:
     existing = _get(w.original, "spec", "volumes") or []
     if not any(v.get("name") == volume["name"] for v in existing):
-        w.volumes().append(volume)
+        w.append(("spec", "volumes"), volume)
 
 
-def _set_if_absent(
-    target: Callable[[], dict[str, str]], current: Mapping[str, str] | None, key: str, value: str
-) -> None:
+def _set_if_absent(w: _Writer, path: Path, current: Mapping[str, str] | None, key: str, value: str) -> None:
     if not current or key not in current:
-        target()[key] = value
+        w.set(path, key, value)
 
 
 # --- the clouds -----------------------------------------------------------------------------------
@@ -167,7 +174,7 @@ def _azure(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
     use = (labels or {}).get(names.AZURE_LABEL_USE)
     if use is not None and use != "true":
         return False  # the pod opted out explicitly
-    _set_if_absent(w.labels, labels, names.AZURE_LABEL_USE, "true")
+    _set_if_absent(w, ("metadata", "labels"), labels, names.AZURE_LABEL_USE, "true")
     if config.azure_injection != "full":
         return True
     pod_annotations = _get(w.original, "metadata", "annotations") or {}
@@ -238,7 +245,7 @@ def _aws(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
 def _gcp(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
     if config.gke_node_selector:
         current = _get(w.original, "spec", "nodeSelector")
-        _set_if_absent(w.node_selector, current, names.GCP_NODE_SELECTOR, "true")
+        _set_if_absent(w, ("spec", "nodeSelector"), current, names.GCP_NODE_SELECTOR, "true")
     return True
 
 
@@ -268,16 +275,13 @@ SA_ANNOTATIONS_READ: frozenset[str] = frozenset(
 
 def mutate_pod(pod: Pod, sa_annotations: Mapping[str, str], config: PodConfig) -> Mutation:
     """The pod with the workload identity its ServiceAccount asks for. Raises PodRejected on bad input."""
-    triggered = [i for i in INJECTORS if sa_annotations.get(i.trigger)]
-    if not triggered:
-        return Mutation(pod, ())
     w = _Writer(pod)
-    providers = tuple(i.provider for i in triggered if i.apply(w, sa_annotations, config))
+    providers = tuple(
+        i.provider for i in INJECTORS if sa_annotations.get(i.trigger) and i.apply(w, sa_annotations, config)
+    )
     if providers:
         current = _get(pod, "metadata", "annotations")
         value = ",".join(providers)
         if (current or {}).get(names.ANNOTATION_INJECTED) != value:
-            w.annotations()[names.ANNOTATION_INJECTED] = value
-    if not w._copied:
-        return Mutation(pod, providers)
-    return Mutation(w.pod, providers)
+            w.set(("metadata", "annotations"), names.ANNOTATION_INJECTED, value)
+    return Mutation(w.pod, providers, w.ops)

@@ -77,7 +77,7 @@ async def review_pod(request: admission.Request, config: WebhookConfig, accounts
         mutation = mutate_pod(pod, sa, config.pods)
     except PodRejected as err:
         return Outcome(admission.deny(request, str(err)), "denied")
-    patch = diff(pod, mutation.pod)
+    patch = mutation.patch
     return Outcome(admission.allow(request, patch), "patched" if patch else "allowed")
 
 

@@ -13,29 +13,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from kubernetes_asyncio import client
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.kube import api_client
 from webhook import admission
 from webhook.config import WebhookConfig
 from webhook.lookups import SecretKeyLookup, ServiceAccountCache, ServiceAccounts, StaticServiceAccounts
+from webhook.metrics import METRICS
 from webhook.reviews import GITREPOSITORY_KINDS, POD_KINDS, Outcome, review_gitrepository, review_pod
 from webhook.tls import ReloadingTLS
 
 log = logging.getLogger(__name__)
-
-REQUESTS = Counter(
-    "flux_passwordless_webhook_requests",
-    "Admission requests answered, by kind, operation and result "
-    "(patched, allowed, denied, skipped, malformed).",
-    ["kind", "operation", "result"],
-)
-LATENCY = Histogram(
-    "flux_passwordless_webhook_request_duration_seconds",
-    "Time to answer an admission request, by kind.",
-    ["kind"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)
 
 
 @dataclass
@@ -51,35 +39,27 @@ Decide = Callable[[admission.Request, Deps], Awaitable[Outcome]]
 
 def _endpoint(
     kind: str, kinds: tuple[str, ...], decide: Decide, deps: Deps
-) -> Callable[..., Awaitable[web.Response]]:
-    requests_by: dict[tuple[str, str], Counter] = {}
-    latency = LATENCY.labels(kind)
-
-    def count(operation: str, result: str) -> None:
-        key = (operation, result)
-        counter = requests_by.get(key)
-        if counter is None:
-            counter = requests_by[key] = REQUESTS.labels(kind, operation, result)
-        counter.inc()
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    record = METRICS.record
+    clock = time.perf_counter
 
     async def handle(request: web.Request) -> web.Response:
-        started = time.perf_counter()
+        started = clock()
         body = await request.read()
         try:
             review = admission.decode(body, kinds)
             outcome = await decide(review, deps)
         except admission.BadReview as err:
-            count("unknown", "malformed")
+            record(kind, "unknown", "malformed", None)
             return web.Response(status=400, text=f"malformed AdmissionReview: {err}\n")
         except (TypeError, AttributeError, KeyError, ValueError) as err:
             # A structurally valid review whose object has the wrong shape (e.g. "annotations": 5).
             log.warning("malformed object in review", extra={"endpoint": kind, "error": type(err).__name__})
-            count("unknown", "malformed")
+            record(kind, "unknown", "malformed", None)
             return web.Response(
                 status=400, text=f"malformed object in AdmissionReview: {type(err).__name__}\n"
             )
-        count(review.operation, outcome.result)
-        latency.observe(time.perf_counter() - started)
+        record(kind, review.operation, outcome.result, clock() - started)
         return web.Response(body=outcome.body, content_type="application/json")
 
     return handle

@@ -28,13 +28,18 @@ def test_golden(path: Path) -> None:
             mutate_pod(pod, sa, config)
         assert str(err.value) == expect["denied"]
         return
-    mutated = mutate_pod(pod, sa, config).pod
+    mutation = mutate_pod(pod, sa, config)
+    mutated, patch = mutation.pod, mutation.patch
     assert pod == pristine, "the input pod must not be modified"
-    patch = diff(pod, mutated)
+    assert sorted(patch, key=str) == sorted(diff(pod, mutated), key=str), (
+        "recorded ops == diff of the objects"
+    )
     if "patch" in expect:
         assert patch == expect["patch"]
     if "mutated" in expect:
         assert mutated == expect["mutated"]
     assert jsonpatch.apply_patch(pod, patch) == mutated, "applying the patch gives exactly the mutated pod"
     assert jsonpatch.apply_patch(pod, jsonpatch.make_patch(pod, mutated)) == mutated
-    assert diff(mutated, mutate_pod(mutated, sa, config).pod) == [], "a second pass yields an empty patch"
+    again = mutate_pod(mutated, sa, config)
+    assert again.patch == [], "a second pass yields an empty patch"
+    assert diff(mutated, again.pod) == []
