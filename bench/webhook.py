@@ -1,8 +1,9 @@
 """make bench-webhook: our webhook against the Go yardstick in ../shared/bench, under the same load.
 
-Each server runs alone, pinned to core 0; wrk (keep-alive TLS, one thread) is pinned to core 1 and POSTs
-``pod_review.json`` at concurrency 8 and 64. Figures are reported as our/yardstick ratios so the machine's
-noise cancels out. GitRepository validation is measured on our webhook too (the yardstick has no such route).
+Both servers are pinned to core 0 and loaded one at a time; wrk (keep-alive TLS, one thread) is pinned to
+core 1 and POSTs ``pod_review.json`` at concurrency 8 and 64, in interleaved rounds (medians reported).
+Figures are reported as our/yardstick ratios so the machine's noise cancels out. GitRepository validation
+is measured on our webhook too (the yardstick has no such route).
 The last line is machine-readable:  bench-webhook: pod c=8 rps_ratio=<x> p99_ratio=<y>
 """
 
@@ -17,6 +18,7 @@ import os
 import shutil
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +60,18 @@ class Result:
     def __str__(self) -> str:
         rate = f"{self.rps:9.0f} req/s"
         return f"{rate}   p50 {self.p50_ms:6.2f} ms   p99 {self.p99_ms:6.2f} ms   errors {self.errors}"
+
+
+def median(runs: list[Result]) -> Result:
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return Result(
+        mid([r.rps for r in runs]),
+        mid([r.p50_ms for r in runs]),
+        mid([r.p99_ms for r in runs]),
+        sum(r.errors for r in runs),
+    )
 
 
 def free_port() -> int:
@@ -171,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset", "go"):
         if shutil.which(tool) is None:
@@ -188,51 +203,52 @@ def main(argv: list[str] | None = None) -> int:
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
         git_body = gitrepository_review(tmp)
-        results: dict[tuple[str, str, int], Result] = {}
-
-        def measure(name: str, argv: list[str], port: int, runs: list[tuple[str, Path, int]]) -> None:
-            with server(argv, port):
-                for route, body, conns in runs:
-                    url = f"https://127.0.0.1:{port}/mutate/{route}"
-                    check_answer(url, body, tmp / "tls" / CA_CERT)
-                    load(url, body, conns, args.warmup, script)
-                    result = load(url, body, conns, args.seconds, script)
-                    results[(name, route, conns)] = result
-                    print(f"{name:10s} {route:13s} c={conns:<3d} {result}", flush=True)
-
-        port = free_port()
-        measure(
-            "yardstick",
-            [
-                str(yardstick),
-                "-addr",
-                f"127.0.0.1:{port}",
-                "-cert",
-                str(cert),
-                "-key",
-                str(key),
-                "-serviceaccounts",
-                str(SHARED_BENCH / "serviceaccounts.json"),
-            ],
-            port,
-            [("pod", pod_body, 8), ("pod", pod_body, 64)],
-        )
-        port = free_port()
-        ours = [
+        samples: dict[tuple[str, str, int], list[Result]] = {}
+        y_port, o_port = free_port(), free_port()
+        yard_argv = [
+            str(yardstick),
+            "-addr",
+            f"127.0.0.1:{y_port}",
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-serviceaccounts",
+            str(SHARED_BENCH / "serviceaccounts.json"),
+        ]
+        ours_argv = [
             sys.executable,
             "-m",
             "webhook",
-            f"--listen=127.0.0.1:{port}",
+            f"--listen=127.0.0.1:{o_port}",
             f"--tls-cert-file={cert}",
             f"--tls-key-file={key}",
             f"--serviceaccounts-file={SHARED_BENCH / 'serviceaccounts.json'}",
             "--log-level=warning",
         ]
-        measure(
-            "ours", ours, port, [("pod", pod_body, 8), ("pod", pod_body, 64), ("gitrepository", git_body, 8)]
-        )
+        plan = [
+            ("yardstick", y_port, "pod", pod_body, 8),
+            ("ours", o_port, "pod", pod_body, 8),
+            ("yardstick", y_port, "pod", pod_body, 64),
+            ("ours", o_port, "pod", pod_body, 64),
+            ("ours", o_port, "gitrepository", git_body, 8),
+        ]
+        # Both servers stay up (the idle one costs nothing); rounds interleave them so drift cancels out.
+        with server(yard_argv, y_port), server(ours_argv, o_port):
+            for _name, port, route, body, _conns in plan:
+                check_answer(f"https://127.0.0.1:{port}/mutate/{route}", body, tmp / "tls" / CA_CERT)
+            for round_no in range(1, args.rounds + 1):
+                for name, port, route, body, conns in plan:
+                    url = f"https://127.0.0.1:{port}/mutate/{route}"
+                    load(url, body, conns, args.warmup, script)
+                    result = load(url, body, conns, args.seconds, script)
+                    samples.setdefault((name, route, conns), []).append(result)
+                    print(f"round {round_no}  {name:10s} {route:13s} c={conns:<3d} {result}", flush=True)
+        results = {key: median(runs) for key, runs in samples.items()}
 
-    print()
+    print("\nmedians over", args.rounds, "interleaved rounds:")
+    for (who, route, conns), result in results.items():
+        print(f"  {who:10s} {route:13s} c={conns:<3d} {result}")
     for conns in (8, 64):
         y, o = results[("yardstick", "pod", conns)], results[("ours", "pod", conns)]
         print(f"pod c={conns}: throughput ratio {o.rps / y.rps:.2f}, p99 ratio {o.p99_ms / y.p99_ms:.2f}")
