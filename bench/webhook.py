@@ -82,9 +82,7 @@ def free_port() -> int:
 
 def build_yardstick() -> Path:
     source = SHARED_BENCH / "reference-webhook"
-    digest = hashlib.sha256((source / "main.go").read_bytes() + (source / "go.mod").read_bytes()).hexdigest()[
-        :12
-    ]
+    digest = hashlib.sha256((source / "main.go").read_bytes() + (source / "go.mod").read_bytes()).hexdigest()[:12]
     binary = CACHE / "bench" / f"reference-webhook-{digest}"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
@@ -106,9 +104,7 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
 
 @contextlib.contextmanager
 def server(argv: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, proc)
         yield
@@ -144,9 +140,7 @@ def load(url: str, body: Path, connections: int, seconds: int, script: Path) -> 
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     data = json.loads(line.removeprefix("RESULT "))
-    return Result(
-        data["requests"] / data["seconds"], data["p50_us"] / 1000, data["p99_us"] / 1000, data["errors"]
-    )
+    return Result(data["requests"] / data["seconds"], data["p50_us"] / 1000, data["p99_us"] / 1000, data["errors"])
 
 
 def gitrepository_review(tmp: Path) -> Path:
@@ -180,9 +174,7 @@ def gitrepository_review(tmp: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")

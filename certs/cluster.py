@@ -101,7 +101,5 @@ async def inject_ca_bundle(api: client.ApiClient, webhook_configuration: str, ca
             )
     if patch:
         await admission.patch_mutating_webhook_configuration(webhook_configuration, patch)
-        log.info(
-            "caBundle injected", extra={"webhookconfiguration": webhook_configuration, "webhooks": len(patch)}
-        )
+        log.info("caBundle injected", extra={"webhookconfiguration": webhook_configuration, "webhooks": len(patch)})
     return len(patch)

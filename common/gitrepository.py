@@ -184,9 +184,7 @@ def _secret_warnings(provider: str, secret: str, keys: SecretKeys) -> list[str]:
     warnings = []
     missing = [spellings[0] for spellings in REQUIRED_KEYS.get(provider, ()) if not keys & set(spellings)]
     if missing:
-        warnings.append(
-            _warn(f'Secret "{secret}" lacks {", ".join(missing)}, needed by provider "{provider}"')
-        )
+        warnings.append(_warn(f'Secret "{secret}" lacks {", ".join(missing)}, needed by provider "{provider}"'))
     for seed, flux in names.SEED_RFC_SPELLINGS.items():
         if seed in keys and flux not in keys:
             warnings.append(_warn(f'Secret "{secret}" key {seed} is the seed-RFC spelling; prefer {flux}'))
@@ -203,9 +201,7 @@ def validate_gitrepository(
     annotated = managed_provider(obj)
     if annotated is not None and annotated not in names.SERVABLE_PROVIDERS:
         errors.append(
-            _provider_error(
-                f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, names.SERVABLE_PROVIDERS
-            )
+            _provider_error(f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, names.SERVABLE_PROVIDERS)
         )
         return Review(errors)
     requested = requested_provider(obj)
@@ -218,9 +214,7 @@ def validate_gitrepository(
 
     credentials = credentials_secret_name(obj) if translated else _secret_ref_name(obj)
     if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
-        path = (
-            f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef"
-        )
+        path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef"
         errors.append(
             FieldError(
                 path,

@@ -38,6 +38,9 @@ ANNOTATION_CREDENTIALS_SECRET: Final = PREFIX + "credentials-secret"
 ANNOTATION_EXPIRES_AT: Final = PREFIX + "expires-at"
 ANNOTATION_REFRESHED_AT: Final = PREFIX + "refreshed-at"
 ANNOTATION_GITHUB_PERMISSIONS: Final = PREFIX + "github-permissions"
+# On an opted-in Secret: repositories (URLs or owner/name, comma-separated) its consumers fetch, for GitHub
+# token scoping, beside those of the GitRepositories that reference it.
+ANNOTATION_REPOSITORIES: Final = PREFIX + "repositories"
 ANNOTATION_INJECTED: Final = PREFIX + "injected"
 LABEL_INJECT: Final = PREFIX + "inject"
 INJECT_ENABLED: Final = "enabled"

@@ -71,9 +71,7 @@ def parser() -> argparse.ArgumentParser:
         help=f'add nodeSelector {names.GCP_NODE_SELECTOR}: "true" to GCP-identity pods',
     )
     p.add_argument("--azure-tenant-id", default=_env("azure-tenant-id", ""))
-    p.add_argument(
-        "--azure-authority-host", default=_env("azure-authority-host", names.AZURE_DEFAULT_AUTHORITY_HOST)
-    )
+    p.add_argument("--azure-authority-host", default=_env("azure-authority-host", names.AZURE_DEFAULT_AUTHORITY_HOST))
     p.add_argument(
         "--namespace",
         default=_env("namespace", os.environ.get("POD_NAMESPACE", "flux-passwordless")),
@@ -91,9 +89,7 @@ def parser() -> argparse.ArgumentParser:
         help='JSON {"ns/name": {annotation: value}} instead of watching the cluster (local runs, benchmarks)',
     )
     p.add_argument("--max-body-bytes", type=int, default=int(_env("max-body-bytes", str(3 * 1024 * 1024))))
-    p.add_argument(
-        "--log-level", default=_env("log-level", "info"), choices=["debug", "info", "warning", "error"]
-    )
+    p.add_argument("--log-level", default=_env("log-level", "info"), choices=["debug", "info", "warning", "error"])
     return p
 
 

@@ -97,14 +97,10 @@ class ServiceAccountCache:
             )
         except ApiException as err:
             if err.status != 404:
-                log.warning(
-                    "serviceaccount lookup failed", extra={"serviceaccount": key, "status": err.status}
-                )
+                log.warning("serviceaccount lookup failed", extra={"serviceaccount": key, "status": err.status})
             return EMPTY
         except (TimeoutError, OSError) as err:
-            log.warning(
-                "serviceaccount lookup failed", extra={"serviceaccount": key, "error": type(err).__name__}
-            )
+            log.warning("serviceaccount lookup failed", extra={"serviceaccount": key, "error": type(err).__name__})
             return EMPTY
         found = _relevant(obj)
         self._by_key[key] = found

@@ -180,9 +180,7 @@ def _azure(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
     pod_annotations = _get(w.original, "metadata", "annotations") or {}
     expiration = _azure_token_expiration(pod_annotations, sa)
     skip = frozenset(
-        s.strip()
-        for s in (pod_annotations.get(names.AZURE_ANNOTATION_SKIP_CONTAINERS) or "").split(";")
-        if s.strip()
+        s.strip() for s in (pod_annotations.get(names.AZURE_ANNOTATION_SKIP_CONTAINERS) or "").split(";") if s.strip()
     )
     env = [{"name": "AZURE_CLIENT_ID", "value": sa[names.AZURE_ANNOTATION_CLIENT_ID]}]
     tenant = sa.get(names.AZURE_ANNOTATION_TENANT_ID) or config.azure_tenant_id
@@ -199,9 +197,7 @@ def _azure(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
     _inject_into_containers(w, env, mount, skip)
     _add_volume(
         w,
-        _token_volume(
-            names.AZURE_TOKEN_VOLUME, names.AZURE_TOKEN_AUDIENCE, expiration, names.AZURE_TOKEN_FILE
-        ),
+        _token_volume(names.AZURE_TOKEN_VOLUME, names.AZURE_TOKEN_AUDIENCE, expiration, names.AZURE_TOKEN_FILE),
     )
     return True
 
@@ -236,9 +232,7 @@ def _aws(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
     mount = {"name": names.AWS_TOKEN_VOLUME, "mountPath": names.AWS_TOKEN_MOUNT_PATH, "readOnly": True}
     _inject_into_containers(w, env, mount)
     audience = sa.get(names.AWS_ANNOTATION_AUDIENCE) or names.AWS_DEFAULT_AUDIENCE
-    _add_volume(
-        w, _token_volume(names.AWS_TOKEN_VOLUME, audience, names.AWS_TOKEN_EXPIRATION, names.AWS_TOKEN_FILE)
-    )
+    _add_volume(w, _token_volume(names.AWS_TOKEN_VOLUME, audience, names.AWS_TOKEN_EXPIRATION, names.AWS_TOKEN_FILE))
     return True
 
 

@@ -31,9 +31,7 @@ class Outcome:
     result: str  # "allowed", "patched", "denied", "skipped"
 
 
-async def review_gitrepository(
-    request: admission.Request, config: WebhookConfig, secrets: SecretKeyLookup
-) -> Outcome:
+async def review_gitrepository(request: admission.Request, config: WebhookConfig, secrets: SecretKeyLookup) -> Outcome:
     if (
         request.operation not in ("CREATE", "UPDATE")
         or request.sub_resource
@@ -60,11 +58,7 @@ async def review_gitrepository(
 
 
 async def review_pod(request: admission.Request, config: WebhookConfig, accounts: ServiceAccounts) -> Outcome:
-    if (
-        request.operation != "CREATE"
-        or request.sub_resource
-        or request.namespace in config.excluded_namespaces
-    ):
+    if request.operation != "CREATE" or request.sub_resource or request.namespace in config.excluded_namespaces:
         return Outcome(admission.allow(request), "skipped")
     pod = request.object
     assert pod is not None

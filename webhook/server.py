@@ -56,9 +56,7 @@ def _endpoint(
             # A structurally valid review whose object has the wrong shape (e.g. "annotations": 5).
             log.warning("malformed object in review", extra={"endpoint": kind, "error": type(err).__name__})
             record(kind, "unknown", "malformed", None)
-            return web.Response(
-                status=400, text=f"malformed object in AdmissionReview: {type(err).__name__}\n"
-            )
+            return web.Response(status=400, text=f"malformed object in AdmissionReview: {type(err).__name__}\n")
         record(kind, review.operation, outcome.result, clock() - started)
         return web.Response(body=outcome.body, content_type="application/json")
 
@@ -92,9 +90,7 @@ def make_app(deps: Deps) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_post(
-        "/mutate/gitrepository", _endpoint("GitRepository", GITREPOSITORY_KINDS, _gitrepository, deps)
-    )
+    app.router.add_post("/mutate/gitrepository", _endpoint("GitRepository", GITREPOSITORY_KINDS, _gitrepository, deps))
     app.router.add_post("/mutate/pod", _endpoint("Pod", POD_KINDS, _pod, deps))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", healthz)

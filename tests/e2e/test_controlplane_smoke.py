@@ -36,9 +36,7 @@ async def test_namespace_secret_and_gitrepository_round_trip(kube: Kube, namespa
     stored = await core.read_namespaced_secret("creds", namespace)
     assert base64.b64decode(stored.data["username"]) == b"git"
 
-    applied = kube.kubectl(
-        "apply", "-f", "-", stdin=GITREPO.format(name="app", namespace=namespace, provider="github")
-    )
+    applied = kube.kubectl("apply", "-f", "-", stdin=GITREPO.format(name="app", namespace=namespace, provider="github"))
     assert applied.returncode == 0, applied.stderr
     obj = await client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
         "source.toolkit.fluxcd.io", "v1", namespace, "gitrepositories", "app"

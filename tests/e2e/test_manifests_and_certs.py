@@ -58,9 +58,7 @@ async def test_tls_secret_is_created_once_and_ca_bundle_injected(kube: Kube, nam
     secret = await client.CoreV1Api(kube.api).read_namespaced_secret("webhook-tls", namespace)
     assert secret.type == "kubernetes.io/tls"
     cert = x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName
-    )
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert f"flux-passwordless-webhook.{namespace}.svc" in sans
     assert f"flux-passwordless-webhook.{namespace}.svc.cluster.local" in sans
     assert cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=300)

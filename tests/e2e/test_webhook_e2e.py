@@ -40,9 +40,7 @@ async def register(kube: Kube, hook: RunningWebhook, name: str, label: str | Non
     probe_ns = f"probe-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(kube.api)
     labels = {label: "true"} if label else {}
-    await core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=probe_ns, labels=labels))
-    )
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probe_ns, labels=labels)))
     manifest = gitrepository("probe", probe_ns, url="https://github.com/o/r", provider="gitub")
 
     async def denied_by_webhook() -> bool:
@@ -73,9 +71,7 @@ async def kubectl(kube: Kube, *args: str, stdin: str | None = None) -> Any:
     return await asyncio.to_thread(kube.kubectl, *args, stdin=stdin)
 
 
-async def test_typo_provider_is_denied_with_did_you_mean(
-    webhook: RunningWebhook, kube: Kube, namespace: str
-) -> None:
+async def test_typo_provider_is_denied_with_did_you_mean(webhook: RunningWebhook, kube: Kube, namespace: str) -> None:
     out = await kubectl(
         kube,
         "apply",
@@ -91,9 +87,7 @@ async def test_typo_provider_is_denied_with_did_you_mean(
     ) in out.stderr
 
 
-async def test_github_without_secretref_is_denied(
-    webhook: RunningWebhook, kube: Kube, namespace: str
-) -> None:
+async def test_github_without_secretref_is_denied(webhook: RunningWebhook, kube: Kube, namespace: str) -> None:
     out = await kubectl(
         kube,
         "apply",
@@ -175,9 +169,7 @@ async def test_azure_without_secretref_gets_its_output_secret(
         "apply",
         "-f",
         "-",
-        stdin=gitrepository(
-            "fleet", namespace, url="https://dev.azure.com/contoso/fleet/_git/fleet", provider="azure"
-        ),
+        stdin=gitrepository("fleet", namespace, url="https://dev.azure.com/contoso/fleet/_git/fleet", provider="azure"),
     )
     assert out.returncode == 0, out.stderr
     stored = await get_gitrepository(kube, namespace, "fleet")
@@ -191,14 +183,10 @@ async def test_azure_without_secretref_gets_its_output_secret(
 async def _pod_namespace(kube: Kube, namespace: str, opted_in: bool, sa_annotations: dict[str, str]) -> None:
     core = client.CoreV1Api(kube.api)
     if opted_in:
-        await core.patch_namespace(
-            namespace, {"metadata": {"labels": {"flux-passwordless.io/inject": "enabled"}}}
-        )
+        await core.patch_namespace(namespace, {"metadata": {"labels": {"flux-passwordless.io/inject": "enabled"}}})
     await core.create_namespaced_service_account(
         namespace,
-        client.V1ServiceAccount(
-            metadata=client.V1ObjectMeta(name="source-controller", annotations=sa_annotations)
-        ),
+        client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="source-controller", annotations=sa_annotations)),
     )
 
 

@@ -224,9 +224,7 @@ MALFORMED: list[tuple[str, bytes | dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("body", "reason"), [(b, r) for _, b, r in MALFORMED], ids=[i for i, _, _ in MALFORMED]
-)
+@pytest.mark.parametrize(("body", "reason"), [(b, r) for _, b, r in MALFORMED], ids=[i for i, _, _ in MALFORMED])
 async def test_malformed_review_is_a_400_with_a_reason(
     http: aiohttp.ClientSession, body: bytes | dict[str, Any], reason: str
 ) -> None:
@@ -262,15 +260,11 @@ async def test_health_and_metrics(http: aiohttp.ClientSession) -> None:
     async with http.get("/metrics") as resp:
         text = await resp.text()
     assert 'flux_passwordless_webhook_requests_total{kind="Pod",operation="CREATE",result="patched"}' in text
-    assert (
-        'flux_passwordless_webhook_requests_total{kind="Pod",operation="unknown",result="malformed"}' in text
-    )
+    assert 'flux_passwordless_webhook_requests_total{kind="Pod",operation="unknown",result="malformed"}' in text
     assert 'flux_passwordless_webhook_request_duration_seconds_bucket{kind="Pod"' in text
 
 
-async def test_no_token_like_value_reaches_logs(
-    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_no_token_like_value_reaches_logs(http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     await post(http, "/mutate/pod", pod_review())
     url = f"https://x-access-token:{TOKEN_LIKE}@github.com/o/r"

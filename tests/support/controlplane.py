@@ -171,9 +171,7 @@ class ControlPlane:
             )
         )
         (pki / "sa.pub").write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
 
     def _spawn(self, argv: list[str], log: Path) -> None:
@@ -192,9 +190,7 @@ class ControlPlane:
 
     def _wait_ready(self, timeout: float) -> None:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        request = urllib.request.Request(
-            f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.token}"}
-        )
+        request = urllib.request.Request(f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.token}"})
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:

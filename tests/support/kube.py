@@ -31,9 +31,7 @@ class Kube:
     def kubeconfig(self) -> Path:
         return self.plane.kubeconfig
 
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = False
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
         return kubectl(self.plane, *args, stdin=stdin, check=check)
 
 

@@ -14,9 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "manifests" / "base" / "webhook-configuration.yaml"
 
 
-def webhook_configuration(
-    name: str, url: str, ca_pem: bytes, pod_namespace_label: str | None = None
-) -> dict[str, Any]:
+def webhook_configuration(name: str, url: str, ca_pem: bytes, pod_namespace_label: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(SHIPPED.read_text()))
     config["metadata"]["name"] = name
     for hook in config["webhooks"]:

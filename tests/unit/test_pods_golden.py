@@ -31,9 +31,7 @@ def test_golden(path: Path) -> None:
     mutation = mutate_pod(pod, sa, config)
     mutated, patch = mutation.pod, mutation.patch
     assert pod == pristine, "the input pod must not be modified"
-    assert sorted(patch, key=str) == sorted(diff(pod, mutated), key=str), (
-        "recorded ops == diff of the objects"
-    )
+    assert sorted(patch, key=str) == sorted(diff(pod, mutated), key=str), "recorded ops == diff of the objects"
     if "patch" in expect:
         assert patch == expect["patch"]
     if "mutated" in expect:

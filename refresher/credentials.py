@@ -1,0 +1,189 @@
+"""Reading a credentials Secret into a typed credential. Pure: Secret ``data`` in, credential or error out.
+
+Both key spellings are accepted (Flux's wins when both are present). A credential's ``fingerprint`` is a hash
+of everything that identifies it, so tokens are shared per credential and a key rotation changes it; the
+raw key material never leaves the credential object and the provider that uses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import names
+from refresher.errors import PermanentError
+
+GITHUB_DEFAULT_API = "https://api.github.com"
+
+
+def decode_data(data: Mapping[str, str] | None) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for key, value in (data or {}).items():
+        try:
+            out[key] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise PermanentError(f"Secret key {key} is not valid base64") from None
+    return out
+
+
+def _first(data: Mapping[str, bytes], spellings: tuple[str, ...]) -> tuple[str, str] | None:
+    for key in spellings:
+        if key in data and data[key].strip():
+            return key, data[key].decode("utf-8", "replace").strip()
+    return None
+
+
+def _fingerprint(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def github_api_base(url: str | None) -> str:
+    """api.github.com as is; a GitHub Enterprise Server host normalised to ``https://host/api/v3``."""
+    if not url:
+        return GITHUB_DEFAULT_API
+    url = url.strip().rstrip("/")
+    if url in ("https://api.github.com", "https://github.com"):
+        return GITHUB_DEFAULT_API
+    if url.endswith("/api/v3"):
+        return url
+    return url + "/api/v3"
+
+
+@dataclass(frozen=True)
+class GitHubApp:
+    app_id: str
+    private_key: bytes = field(repr=False)
+    api_base: str
+    installation_id: str | None
+    installation_owner: str | None
+    fingerprint: str
+    tls: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class GcpKey:
+    info: Mapping[str, Any] = field(repr=False)
+    username: str
+    fingerprint: str
+    tls: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class AzureIdentity:
+    """Who to be: the refresher itself (``service_account`` None) or a tenant's ServiceAccount."""
+
+    namespace: str
+    service_account: str | None
+    tenant_id: str | None
+    client_id: str | None
+    fingerprint: str
+    tls: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+Credential = GitHubApp | GcpKey | AzureIdentity
+
+
+def _tls(data: Mapping[str, bytes]) -> dict[str, bytes]:
+    return {k: data[k] for k in names.TLS_KEYS_COPIED if k in data}
+
+
+def github_credential(data: Mapping[str, bytes], secret: str) -> GitHubApp:
+    app = _first(data, names.KEY_GITHUB_APP_ID)
+    key = _first(data, names.KEY_GITHUB_PRIVATE_KEY)
+    missing = [s[0] for s, v in ((names.KEY_GITHUB_APP_ID, app), (names.KEY_GITHUB_PRIVATE_KEY, key)) if v is None]
+    if missing:
+        raise PermanentError(f'Secret "{secret}" lacks {" and ".join(missing)}', "MissingKey")
+    assert app is not None
+    assert key is not None
+    if not app[1].isdigit():
+        raise PermanentError(f'Secret "{secret}" key {app[0]} must be the numeric GitHub App ID', "InvalidKey")
+    if "PRIVATE KEY" not in key[1]:
+        raise PermanentError(f'Secret "{secret}" key {key[0]} must hold the App\'s PEM private key', "InvalidKey")
+    installation = _first(data, names.KEY_GITHUB_INSTALLATION_ID)
+    if installation is not None and not installation[1].isdigit():
+        raise PermanentError(f'Secret "{secret}" key {installation[0]} must be a numeric installation ID', "InvalidKey")
+    owner = _first(data, names.KEY_GITHUB_INSTALLATION_OWNER)
+    base = _first(data, names.KEY_GITHUB_BASE_URL)
+    api_base = github_api_base(base[1] if base else None)
+    if not api_base.startswith("https://") and not api_base.startswith("http://127.0.0.1"):
+        raise PermanentError(f'Secret "{secret}" key {base[0] if base else ""} must be an https:// URL', "InvalidKey")
+    private_key = key[1].encode()
+    return GitHubApp(
+        app_id=app[1],
+        private_key=private_key,
+        api_base=api_base,
+        installation_id=installation[1] if installation else None,
+        installation_owner=owner[1] if owner else None,
+        fingerprint=_fingerprint("github", app[1], private_key, api_base),
+        tls=_tls(data),
+    )
+
+
+def gcp_credential(data: Mapping[str, bytes], secret: str) -> GcpKey:
+    raw = _first(data, names.KEY_GCP_SERVICE_ACCOUNT)
+    if raw is None:
+        raise PermanentError(f'Secret "{secret}" lacks {names.KEY_GCP_SERVICE_ACCOUNT[0]}', "MissingKey")
+    try:
+        info = json.loads(raw[1])
+    except ValueError:
+        raise PermanentError(
+            f'Secret "{secret}" key {raw[0]} is not JSON: paste the service-account key file as is',
+            "InvalidKey",
+        ) from None
+    if not isinstance(info, dict) or info.get("type") not in ("service_account", "external_account"):
+        raise PermanentError(
+            f'Secret "{secret}" key {raw[0]} must be a "service_account" or "external_account" JSON',
+            "InvalidKey",
+        )
+    if info["type"] == "service_account":
+        absent = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
+        if absent:
+            raise PermanentError(f'Secret "{secret}" key {raw[0]} lacks {", ".join(absent)}', "InvalidKey")
+        username = str(info["client_email"])
+    else:
+        username = str(
+            info.get("service_account_impersonation_url", "").rpartition("/")[2].split(":")[0] or "oauth2accesstoken"
+        )
+    return GcpKey(
+        info=info,
+        username=username,
+        fingerprint=_fingerprint("gcp", json.dumps(info, sort_keys=True)),
+        tls=_tls(data),
+    )
+
+
+def azure_identity(
+    namespace: str,
+    service_account: str | None,
+    sa_annotations: Mapping[str, str] | None,
+    data: Mapping[str, bytes] | None = None,
+) -> AzureIdentity:
+    tenant = client = None
+    if service_account is not None:
+        annotations = sa_annotations or {}
+        tenant = annotations.get(names.AZURE_ANNOTATION_TENANT_ID)
+        client = annotations.get(names.AZURE_ANNOTATION_CLIENT_ID)
+        if not client:
+            raise PermanentError(
+                f'ServiceAccount "{service_account}" lacks annotation {names.AZURE_ANNOTATION_CLIENT_ID}',
+                "MissingKey",
+            )
+    return AzureIdentity(
+        namespace=namespace,
+        service_account=service_account,
+        tenant_id=tenant,
+        client_id=client,
+        fingerprint=_fingerprint(
+            "azure", namespace if service_account else "", service_account or "", tenant or "", client or ""
+        ),
+        tls=_tls(data or {}),
+    )

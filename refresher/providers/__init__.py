@@ -1,0 +1,28 @@
+"""Token providers behind one small interface: ``await provider.mint(request) -> Token``.
+
+Every failure is raised as ``PermanentError`` or ``TemporaryError`` (refresher.errors); raw key material
+stays inside the credential and the provider using it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from refresher.plan import MintRequest
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str = field(repr=False)
+    username: str
+    issued_at: float  # epoch seconds
+    expires_at: float  # epoch seconds
+
+    @property
+    def lifetime(self) -> float:
+        return self.expires_at - self.issued_at
+
+
+class Provider(Protocol):
+    async def mint(self, request: MintRequest) -> Token: ...

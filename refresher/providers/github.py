@@ -1,0 +1,190 @@
+"""GitHub App installation tokens (REST API: POST /app/installations/{id}/access_tokens).
+
+The App authenticates with an RS256 JWT (iat = now - 60 s against clock drift, exp 9 minutes later, iss = the
+App ID). The installation is found by ID, else by owner (orgs, then users), else from a repository. Errors:
+401/404/422 are permanent and say which key to fix; 429, a rate-limited 403 and 5xx are temporary and honour
+``Retry-After`` / ``x-ratelimit-reset``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import jwt
+
+from common import names
+from refresher.credentials import GitHubApp
+from refresher.errors import PermanentError, TemporaryError
+from refresher.plan import MintRequest
+from refresher.providers import Token
+
+log = logging.getLogger(__name__)
+
+JWT_BACKDATE_S = 60
+JWT_LIFETIME_S = 540  # GitHub allows at most 10 minutes
+API_VERSION = "2022-11-28"
+
+
+class GitHubProvider:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._installations: dict[tuple[str, str, str], str] = {}  # (fingerprint, kind, value) -> id
+
+    def app_jwt(self, credential: GitHubApp) -> str:
+        now = int(self._clock())
+        claims = {"iat": now - JWT_BACKDATE_S, "exp": now + JWT_LIFETIME_S, "iss": credential.app_id}
+        try:
+            return jwt.encode(claims, credential.private_key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError):
+            # The library's message may quote the key: never pass it on.
+            raise PermanentError(
+                "githubAppPrivateKey is not a usable RSA private key: use the .pem file GitHub generated for "
+                f"App {credential.app_id}",
+                "InvalidKey",
+            ) from None
+
+    async def mint(self, request: MintRequest) -> Token:
+        credential = request.credential
+        assert isinstance(credential, GitHubApp)
+        app_jwt = self.app_jwt(credential)
+        installation = await self._installation_id(credential, request.installation, app_jwt)
+        body: dict[str, Any] = {"permissions": dict(request.permissions)}
+        if request.repositories is not None:
+            body["repositories"] = list(request.repositories)
+        issued = self._clock()
+        status, headers, data = await self._call(
+            "POST", f"{credential.api_base}/app/installations/{installation}/access_tokens", app_jwt, body
+        )
+        if status == 404:
+            self._forget(credential, request.installation)
+        if status != 201:
+            raise self._error(status, headers, data, credential, request, installation)
+        try:
+            token = str(data["token"])
+            expires = dt.datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00")).timestamp()
+        except (KeyError, ValueError, TypeError):
+            raise TemporaryError("GitHub answered 201 without token/expires_at", "BadResponse") from None
+        return Token(token, names.GITHUB_USERNAME, issued, expires)
+
+    def _forget(self, credential: GitHubApp, locator: tuple[str, str] | None) -> None:
+        if locator:
+            self._installations.pop((credential.fingerprint, *locator), None)
+
+    async def _installation_id(self, credential: GitHubApp, locator: tuple[str, str] | None, app_jwt: str) -> str:
+        if locator is None:
+            raise PermanentError(
+                "cannot tell which installation to use: set githubAppInstallationID (or githubAppInstallationOwner) "
+                "in the credentials Secret, or use a GitHub repository URL",
+                "MissingKey",
+            )
+        kind, value = locator
+        if kind == "id":
+            return value
+        cache_key = (credential.fingerprint, kind, value)
+        if cache_key in self._installations:
+            return self._installations[cache_key]
+        if kind == "owner":
+            paths = [f"/orgs/{value}/installation", f"/users/{value}/installation"]
+            hint = f"githubAppInstallationOwner {value!r}"
+        else:
+            paths = [f"/repos/{value}/installation"]
+            hint = f"the repository {value}"
+        for path in paths:
+            status, headers, data = await self._call("GET", credential.api_base + path, app_jwt)
+            if status == 200 and isinstance(data, dict) and "id" in data:
+                found = str(data["id"])
+                self._installations[cache_key] = found
+                return found
+            if status != 404:
+                raise self._error(status, headers, data, credential, None, None)
+        raise PermanentError(
+            f"GitHub App {credential.app_id} is not installed for {hint}: install it there, or set "
+            "githubAppInstallationID",
+            "InstallationNotFound",
+        )
+
+    async def _call(
+        self, method: str, url: str, app_jwt: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {app_jwt}",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": "flux-passwordless",
+        }
+        try:
+            async with self._session.request(method, url, json=body, headers=headers, timeout=self._timeout) as resp:
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    data = None
+                return resp.status, dict(resp.headers), data
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise TemporaryError(f"GitHub API unreachable: {type(err).__name__}", "Unreachable") from None
+
+    def _error(
+        self,
+        status: int,
+        headers: dict[str, str],
+        data: Any,
+        credential: GitHubApp,
+        request: MintRequest | None,
+        installation: str | None,
+    ) -> PermanentError | TemporaryError:
+        said = str(data.get("message", ""))[:160] if isinstance(data, dict) else ""
+        lower = {k.lower(): v for k, v in headers.items()}
+        retry_after = _retry_after(lower, self._clock())
+        rate_limited = lower.get("x-ratelimit-remaining") == "0" or "rate limit" in said.lower()
+        if status == 429 or (status == 403 and (rate_limited or "retry-after" in lower)):
+            return TemporaryError(f"GitHub rate limit ({status}); retrying after the reset", "RateLimited", retry_after)
+        if status >= 500:
+            return TemporaryError(f"GitHub API error {status}", "Unavailable", retry_after)
+        if status == 401:
+            return PermanentError(
+                f"GitHub rejected the App's JWT (401 {said or 'Bad credentials'}): check that githubAppID "
+                f"{credential.app_id} and githubAppPrivateKey belong to the same App",
+                "Unauthorized",
+            )
+        if status == 404:
+            return PermanentError(
+                f"GitHub App {credential.app_id} has no installation {installation}: check githubAppInstallationID",
+                "InstallationNotFound",
+            )
+        if status == 422:
+            scope = ", ".join(request.repositories or ()) if request else ""
+            return PermanentError(
+                f"GitHub refused the token's scope (422 {said}): check that the installation can reach "
+                f"{scope or 'the repositories'} and the {names.ANNOTATION_GITHUB_PERMISSIONS} annotation",
+                "ScopeRefused",
+            )
+        if status == 403:
+            return PermanentError(f"GitHub refused (403 {said}): check the App's permissions", "Forbidden")
+        return TemporaryError(f"GitHub API answered {status}", "Unavailable", retry_after)
+
+
+def _retry_after(headers: dict[str, str], now: float) -> float | None:
+    value = headers.get("retry-after")
+    if value is not None:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None and headers.get("x-ratelimit-remaining") == "0":
+        try:
+            return max(float(reset) - now, 0.0)
+        except ValueError:
+            pass
+    return None

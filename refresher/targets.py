@@ -1,0 +1,168 @@
+"""What each watched object asks of us: a ``Target`` (an output Secret to keep filled). Pure.
+
+Two sources:
+- a GitRepository carrying ``flux-passwordless.io/provider`` (translated by the webhook): the output Secret is
+  its ``spec.secretRef``, owned by the GitRepository;
+- a Secret labelled ``flux-passwordless.io/provider`` (opt-in): the Secret itself; we only take over
+  ``username`` and ``password``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import names
+from common.gitrepository import PolicyConfig, managed_provider, validate_gitrepository
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def parse_duration(value: Any, default: float) -> float:
+    """A Go duration as Flux writes them (``1m30s``, ``10m``); ``default`` when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return default
+    parts = _DURATION.findall(value)
+    if not parts or "".join(a + b for a, b in parts) != value:
+        return default
+    return sum(float(amount) * _UNITS[unit] for amount, unit in parts)
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "GitRepository" or "Secret"
+    namespace: str
+    name: str  # the object's name
+    uid: str
+    provider: str
+    secret: str  # the output Secret's name
+    credentials: str | None  # the credentials Secret's name (github, gcp; optional for azure)
+    urls: tuple[str, ...] = ()  # repositories served (GitHub token scoping)
+    consumer_window_s: float = 0.0  # renew at least this long before expiry
+    permissions: Mapping[str, str] = field(default_factory=dict)
+    service_account: str | None = None  # azure per-object identity
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """An object we cannot serve, with the message users see (Warning Event, same text as the webhook)."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    reason: str
+    message: str
+
+
+def parse_permissions(value: str | None) -> dict[str, str]:
+    """``contents:write,pull_requests:read`` -> {"contents": "write", ...}; contents:read by default."""
+    permissions = {"contents": "read"}
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        scope, _, level = item.partition(":")
+        permissions[scope.strip()] = (level.strip() or "read").lower()
+    return permissions
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target | Invalid | None:
+    """None when the object is not ours to serve (no provider annotation)."""
+    provider = managed_provider(obj)
+    if provider is None:
+        return None
+    meta, spec = _meta(obj), obj.get("spec") or {}
+    namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    review = validate_gitrepository(obj, policy)
+    if not review.allowed:
+        return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", review.message())
+    secret = (spec.get("secretRef") or {}).get("name")
+    if not secret:
+        return Invalid(
+            "GitRepository",
+            namespace,
+            name,
+            uid,
+            "InvalidSpec",
+            "spec.secretRef: Required value: a managed GitRepository reads its token from spec.secretRef",
+        )
+    interval = parse_duration(spec.get("interval"), 60.0)
+    timeout = parse_duration(spec.get("timeout"), DEFAULT_TIMEOUT_S)
+    annotations = meta.get("annotations") or {}
+    return Target(
+        kind="GitRepository",
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        provider=provider,
+        secret=str(secret),
+        credentials=annotations.get(names.ANNOTATION_CREDENTIALS_SECRET),
+        urls=(str(spec["url"]),) if spec.get("url") else (),
+        consumer_window_s=2 * (interval + timeout),
+        permissions=parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS)),
+        service_account=spec.get("serviceAccountName") or None,
+    )
+
+
+def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
+    meta = _meta(obj)
+    provider = (meta.get("labels") or {}).get(names.LABEL_PROVIDER)
+    if provider is None:
+        return None
+    namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    annotations = meta.get("annotations") or {}
+    if provider not in names.SERVABLE_PROVIDERS:
+        return Invalid(
+            "Secret",
+            namespace,
+            name,
+            uid,
+            "InvalidSpec",
+            f'metadata.labels[{names.LABEL_PROVIDER}]: Unsupported value: "{provider}": supported values: '
+            + ", ".join(f'"{p}"' for p in names.SERVABLE_PROVIDERS),
+        )
+    credentials = annotations.get(names.ANNOTATION_CREDENTIALS_SECRET)
+    if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
+        return Invalid(
+            "Secret",
+            namespace,
+            name,
+            uid,
+            "InvalidSpec",
+            f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]: Required value: provider "
+            f'"{provider}" needs the name of the Secret holding its credentials',
+        )
+    if credentials == name:
+        return Invalid(
+            "Secret",
+            namespace,
+            name,
+            uid,
+            "InvalidSpec",
+            f'metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]: Invalid value: "{name}": the '
+            "credentials must live in another Secret (this one receives the token)",
+        )
+    return Target(
+        kind="Secret",
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        provider=provider,
+        secret=name,
+        credentials=credentials,
+        urls=tuple(u.strip() for u in annotations.get(names.ANNOTATION_REPOSITORIES, "").split(",") if u.strip()),
+        permissions=parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS)),
+    )
