@@ -114,7 +114,7 @@ def github_credential(data: Mapping[str, bytes], secret: str) -> GitHubApp:
     owner = _first(data, names.KEY_GITHUB_INSTALLATION_OWNER)
     base = _first(data, names.KEY_GITHUB_BASE_URL)
     api_base = github_api_base(base[1] if base else None)
-    if not api_base.startswith("https://") and not api_base.startswith("http://127.0.0.1"):
+    if not api_base.startswith("https://"):
         raise PermanentError(f'Secret "{secret}" key {base[0] if base else ""} must be an https:// URL', "InvalidKey")
     private_key = key[1].encode()
     return GitHubApp(

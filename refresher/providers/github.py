@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ class GitHubProvider:
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._installations: dict[tuple[str, str, str], str] = {}  # (fingerprint, kind, value) -> id
+        self._ssl: dict[str, ssl.SSLContext] = {}  # fingerprint -> context trusting the Secret's ca.crt
 
     def app_jwt(self, credential: GitHubApp) -> str:
         now = int(self._clock())
@@ -65,7 +67,11 @@ class GitHubProvider:
             body["repositories"] = list(request.repositories)
         issued = self._clock()
         status, headers, data = await self._call(
-            "POST", f"{credential.api_base}/app/installations/{installation}/access_tokens", app_jwt, body
+            "POST",
+            f"{credential.api_base}/app/installations/{installation}/access_tokens",
+            app_jwt,
+            body,
+            credential=credential,
         )
         if status == 404:
             self._forget(credential, request.installation)
@@ -102,7 +108,7 @@ class GitHubProvider:
             paths = [f"/repos/{value}/installation"]
             hint = f"the repository {value}"
         for path in paths:
-            status, headers, data = await self._call("GET", credential.api_base + path, app_jwt)
+            status, headers, data = await self._call("GET", credential.api_base + path, app_jwt, credential=credential)
             if status == 200 and isinstance(data, dict) and "id" in data:
                 found = str(data["id"])
                 self._installations[cache_key] = found
@@ -115,8 +121,24 @@ class GitHubProvider:
             "InstallationNotFound",
         )
 
+    def _ssl_for(self, credential: GitHubApp) -> ssl.SSLContext | bool:
+        """GitHub Enterprise behind a private CA: trust the credentials Secret's ca.crt (as git will)."""
+        ca = credential.tls.get("ca.crt")
+        if not ca:
+            return True
+        context = self._ssl.get(credential.fingerprint)
+        if context is None:
+            try:
+                context = ssl.create_default_context(cadata=ca.decode())
+            except (ssl.SSLError, ValueError):
+                raise PermanentError(
+                    "ca.crt in the credentials Secret is not a PEM certificate", "InvalidKey"
+                ) from None
+            self._ssl[credential.fingerprint] = context
+        return context
+
     async def _call(
-        self, method: str, url: str, app_jwt: str, body: dict[str, Any] | None = None
+        self, method: str, url: str, app_jwt: str, body: dict[str, Any] | None = None, *, credential: GitHubApp
     ) -> tuple[int, dict[str, str], Any]:
         headers = {
             "Accept": "application/vnd.github+json",
@@ -125,7 +147,9 @@ class GitHubProvider:
             "User-Agent": "flux-passwordless",
         }
         try:
-            async with self._session.request(method, url, json=body, headers=headers, timeout=self._timeout) as resp:
+            async with self._session.request(
+                method, url, json=body, headers=headers, timeout=self._timeout, ssl=self._ssl_for(credential)
+            ) as resp:
                 try:
                     data = await resp.json(content_type=None)
                 except ValueError:

@@ -1,0 +1,164 @@
+"""The GitHub provider against the local GitHub fake (real JWT verification, real status codes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from refresher.credentials import github_credential
+from refresher.errors import PermanentError, TemporaryError
+from refresher.plan import MintKey, MintRequest
+from refresher.providers.github import GitHubProvider
+from tests.fakes.github import FakeGitHub, new_app_key, running_github
+from tests.support.tls import TLSFiles
+
+APP_ID = 12345
+GitHub = tuple[FakeGitHub, bytes, TLSFiles]
+INSTALLATION = 777
+
+
+@pytest.fixture
+async def github(tmp_path: Path) -> AsyncIterator[tuple[FakeGitHub, bytes, TLSFiles]]:
+    private, public = new_app_key()
+    fake = FakeGitHub(token_lifetime_s=3600)
+    fake.add_app(APP_ID, public)
+    fake.add_installation(INSTALLATION, APP_ID, "acme", {"app", "infra", "docs"})
+    tls = TLSFiles.create(tmp_path / "tls")
+    async with running_github(fake, tls):
+        yield fake, private, tls
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[GitHubProvider]:
+    async with aiohttp.ClientSession() as session:
+        yield GitHubProvider(session)
+
+
+def secret_data(fake: FakeGitHub, private: bytes, tls: TLSFiles, **extra: bytes) -> dict[str, bytes]:
+    data = {
+        "githubAppID": str(APP_ID).encode(),
+        "githubAppPrivateKey": private,
+        "githubAppBaseURL": fake.url.encode(),
+        "ca.crt": tls.ca_pem,
+    }
+    data.update(extra)
+    return data
+
+
+def request(data: dict[str, bytes], installation: tuple[str, str] | None, repos: tuple[str, ...] | None) -> MintRequest:
+    credential = github_credential(data, "github-app")
+    key = MintKey("github", credential.fingerprint, repos or ())
+    return MintRequest(
+        key, credential, installation=installation, repositories=repos, permissions=(("contents", "read"),)
+    )
+
+
+async def test_mints_a_scoped_token_for_an_installation_id(github: GitHub, provider: GitHubProvider) -> None:
+    fake, private, tls = github
+    data = secret_data(fake, private, tls, githubAppInstallationID=str(INSTALLATION).encode())
+    token = await provider.mint(request(data, ("id", str(INSTALLATION)), ("app",)))
+    assert token.username == "x-access-token"
+    assert token.value.startswith("ghs_")
+    assert 3500 < token.expires_at - time.time() <= 3600
+    assert fake.live(token.value, "acme/app")
+    assert not fake.live(token.value, "acme/infra"), "scoped to the repositories asked for"
+    assert fake.token_requests[-1] == {
+        "installation": INSTALLATION,
+        "repositories": ["app"],
+        "permissions": {"contents": "read"},
+    }
+
+
+@pytest.mark.parametrize("locator", [("owner", "acme"), ("repo", "acme/infra")])
+async def test_finds_the_installation_by_owner_or_repository(
+    github: GitHub, provider: GitHubProvider, locator: tuple[str, str]
+) -> None:
+    fake, private, tls = github
+    token = await provider.mint(request(secret_data(fake, private, tls), locator, None))
+    assert fake.live(token.value, "acme/docs"), "installation-wide token"
+
+
+async def test_wrong_private_key_is_permanent_and_names_the_keys(github: GitHub, provider: GitHubProvider) -> None:
+    fake, _, tls = github
+    other_private, _ = new_app_key()
+    with pytest.raises(PermanentError) as err:
+        await provider.mint(request(secret_data(fake, other_private, tls), ("id", str(INSTALLATION)), ("app",)))
+    assert err.value.reason == "Unauthorized"
+    assert "githubAppID 12345 and githubAppPrivateKey" in str(err.value)
+    assert b"PRIVATE KEY" not in str(err.value).encode()
+
+
+async def test_repository_outside_the_installation_is_a_permanent_422(github: GitHub, provider: GitHubProvider) -> None:
+    fake, private, tls = github
+    with pytest.raises(PermanentError) as err:
+        await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("secret-repo",)))
+    assert err.value.reason == "ScopeRefused"
+    assert "secret-repo" in str(err.value)
+
+
+async def test_unknown_installation_is_permanent(github: GitHub, provider: GitHubProvider) -> None:
+    fake, private, tls = github
+    with pytest.raises(PermanentError) as err:
+        await provider.mint(request(secret_data(fake, private, tls), ("id", "999"), None))
+    assert "githubAppInstallationID" in str(err.value)
+    with pytest.raises(PermanentError) as err:
+        await provider.mint(request(secret_data(fake, private, tls), ("owner", "nobody"), None))
+    assert err.value.reason == "InstallationNotFound"
+
+
+async def test_429_is_temporary_with_retry_after(github: GitHub, provider: GitHubProvider) -> None:
+    fake, private, tls = github
+    fake.fail_next(429, headers={"Retry-After": "7"})
+    with pytest.raises(TemporaryError) as err:
+        await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("app",)))
+    assert (err.value.reason, err.value.retry_after) == ("RateLimited", 7.0)
+
+
+async def test_rate_limited_403_waits_for_the_reset(github: GitHub, provider: GitHubProvider) -> None:
+    fake, private, tls = github
+    reset = int(time.time()) + 42
+    fake.fail_next(403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    with pytest.raises(TemporaryError) as err:
+        await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("app",)))
+    assert err.value.retry_after is not None
+    assert 38 <= err.value.retry_after <= 42
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_temporary(github: GitHub, provider: GitHubProvider, status: int) -> None:
+    fake, private, tls = github
+    fake.fail_next(status)
+    with pytest.raises(TemporaryError):
+        await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("app",)))
+    token = await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("app",)))
+    assert fake.live(token.value)
+
+
+async def test_unreachable_api_is_temporary(provider: GitHubProvider) -> None:
+    private, _ = new_app_key()
+    data = {"githubAppID": b"1", "githubAppPrivateKey": private, "githubAppBaseURL": b"https://127.0.0.1:9"}
+    with pytest.raises(TemporaryError) as err:
+        await provider.mint(request(data, ("id", "1"), None))
+    assert err.value.reason == "Unreachable"
+
+
+async def test_garbled_private_key_is_permanent_and_not_quoted(provider: GitHubProvider) -> None:
+    garbled = b"-----BEGIN RSA PRIVATE KEY-----\nTUlJQ2RnSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NBbUF3\n-----END RSA PRIVATE KEY-----\n"
+    data = {"githubAppID": b"1", "githubAppPrivateKey": garbled}
+    with pytest.raises(PermanentError) as err:
+        await provider.mint(request(data, ("id", "1"), None))
+    assert err.value.reason == "InvalidKey"
+    assert "TUlJQ2" not in str(err.value)
+
+
+def test_enterprise_base_url_is_normalised() -> None:
+    from refresher.credentials import github_api_base
+
+    assert github_api_base(None) == "https://api.github.com"
+    assert github_api_base("https://github.com/") == "https://api.github.com"
+    assert github_api_base("https://ghe.example.com") == "https://ghe.example.com/api/v3"
+    assert github_api_base("https://ghe.example.com/api/v3/") == "https://ghe.example.com/api/v3"
