@@ -147,7 +147,10 @@ async def test_unreachable_api_is_temporary(provider: GitHubProvider) -> None:
 
 
 async def test_garbled_private_key_is_permanent_and_not_quoted(provider: GitHubProvider) -> None:
-    garbled = b"-----BEGIN RSA PRIVATE KEY-----\nTUlJQ2RnSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NBbUF3\n-----END RSA PRIVATE KEY-----\n"
+    garbled = (
+        b"-----BEGIN RSA PRIVATE KEY-----\nTUlJQ2RnSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NBbUF3\n"
+        b"-----END RSA PRIVATE KEY-----\n"
+    )
     data = {"githubAppID": b"1", "githubAppPrivateKey": garbled}
     with pytest.raises(PermanentError) as err:
         await provider.mint(request(data, ("id", "1"), None))
