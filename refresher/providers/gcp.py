@@ -1,6 +1,12 @@
 """Google access tokens from a service-account key (or an external_account / workload identity federation
-config), through google-auth. The token endpoint is the key file's own ``token_uri``; refresh runs in a worker
-thread so the event loop never blocks on it."""
+config), through google-auth; refresh runs in a worker thread so the event loop never blocks on it.
+
+Key files come from tenants' Secrets, so they are untrusted input: a key's ``token_uri`` must be an allowed
+Google token endpoint (else a tenant could aim the refresher at an internal URL), and an external_account must
+be file-sourced with Google's STS as ``token_url`` (no URL- or executable-sourced credentials, which would make
+the refresher fetch URLs or run commands of a tenant's choosing). The controller serves external_account only
+in --identity-namespaces, since its source file lives in the refresher's own pod.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import google.auth
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
+from google.auth import identity_pool
 from google.oauth2 import service_account
 
 from refresher.credentials import GcpKey
@@ -21,20 +27,59 @@ from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
 from refresher.providers import Token
 
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+GOOGLE_STS_URL = "https://sts.googleapis.com/v1/token"
+GOOGLE_IMPERSONATION_PREFIX = "https://iamcredentials.googleapis.com/"
+
 
 class GcpProvider:
-    def __init__(self, clock: Callable[[], float] = time.time, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = 15.0,
+        token_urls: tuple[str, ...] = (GOOGLE_TOKEN_URL,),
+        sts_url: str = GOOGLE_STS_URL,
+    ) -> None:
         self._clock = clock
         self._session = requests.Session()
         self._timeout = timeout_s
+        self._token_urls = token_urls
+        self._sts_url = sts_url
+
+    def check(self, key: GcpKey) -> None:
+        """Refuse key files that would point the refresher somewhere other than Google."""
+        info = key.info
+        if info.get("type") == "service_account":
+            if info.get("token_uri") not in self._token_urls:
+                raise PermanentError(
+                    f"gcpServiceAccount token_uri {info.get('token_uri')!r} is not an allowed Google token endpoint "
+                    f"({', '.join(self._token_urls)})",
+                    "InvalidKey",
+                )
+            return
+        source = info.get("credential_source")
+        if not isinstance(source, dict) or set(source) - {"file", "format"} or "file" not in source:
+            raise PermanentError(
+                "gcpServiceAccount external_account must use a file credential_source (url and executable "
+                "sources are refused)",
+                "InvalidKey",
+            )
+        if info.get("token_url") != self._sts_url:
+            raise PermanentError(f"gcpServiceAccount external_account token_url must be {self._sts_url}", "InvalidKey")
+        impersonation = info.get("service_account_impersonation_url")
+        if impersonation and not str(impersonation).startswith(GOOGLE_IMPERSONATION_PREFIX):
+            raise PermanentError(
+                f"gcpServiceAccount service_account_impersonation_url must start with {GOOGLE_IMPERSONATION_PREFIX}",
+                "InvalidKey",
+            )
 
     def _credentials(self, key: GcpKey, scopes: tuple[str, ...]) -> Any:
+        self.check(key)
         info = dict(key.info)
         try:
             if info.get("type") == "service_account":
                 return service_account.Credentials.from_service_account_info(info, scopes=list(scopes))  # type: ignore[no-untyped-call]
-            credentials, _ = google.auth.load_credentials_from_dict(info, scopes=list(scopes))  # type: ignore[no-untyped-call]
-            return credentials
+            return identity_pool.Credentials.from_info(info, scopes=list(scopes))  # type: ignore[no-untyped-call]
         except (ValueError, google.auth.exceptions.GoogleAuthError) as err:
             # google-auth's messages can quote the key material: keep only the kind of problem.
             raise PermanentError(

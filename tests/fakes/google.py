@@ -1,0 +1,144 @@
+"""A local Google OAuth 2.0 token endpoint (RFC 7523 JWT-bearer grant) and STS token exchange.
+
+The JWT assertion is verified with the service account's public key (kid = private_key_id, iss = client_email,
+aud = Google's token endpoint, scope present, at most one hour). Answers carry Google's fields and errors
+(``invalid_grant`` / ``Invalid JWT Signature.``); 5xx can be injected.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.controlplane import free_port
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+# The audience Google's token endpoint requires in the assertion, whatever URL the key's token_uri names.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+
+
+@dataclass
+class FakeGoogle:
+    token_lifetime_s: int = 3600
+    keys: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # key id -> (client_email, public PEM)
+    issued: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (email, expires_at)
+    subject_tokens: set[str] = field(default_factory=set)  # accepted by STS (workload identity federation)
+    fail_statuses: list[int] = field(default_factory=list)
+    url: str = ""
+
+    def service_account_key(self, email: str, project: str = "demo-project") -> dict[str, Any]:
+        """A service-account key file, as the console would hand it out, registered with this fake."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_id = secrets.token_hex(20)
+        self.keys[key_id] = (
+            email,
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        )
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        return {
+            "type": "service_account",
+            "project_id": project,
+            "private_key_id": key_id,
+            "private_key": private,
+            "client_email": email,
+            "client_id": str(secrets.randbits(64)),
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": f"{self.url}/token",
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
+        }
+
+    def revoke(self, key_info: dict[str, Any]) -> None:
+        self.keys.pop(key_info["private_key_id"], None)
+
+    def live(self, token: str) -> bool:
+        entry = self.issued.get(token)
+        return entry is not None and entry[1] > time.time()
+
+    def _issue(self, email: str) -> dict[str, Any]:
+        token = "ya29." + secrets.token_urlsafe(48)
+        self.issued[token] = (email, time.time() + self.token_lifetime_s)
+        return {"access_token": token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
+
+    @staticmethod
+    def _error(status: int, error: str, description: str) -> web.Response:
+        return web.json_response({"error": error, "error_description": description}, status=status)
+
+    async def token(self, request: web.Request) -> web.Response:
+        if self.fail_statuses:
+            return self._error(self.fail_statuses.pop(0), "internal_failure", "Backend error")
+        form = await request.post()
+        if form.get("grant_type") != JWT_BEARER:
+            return self._error(400, "unsupported_grant_type", "Invalid grant_type")
+        assertion = str(form.get("assertion", ""))
+        try:
+            header = jwt.get_unverified_header(assertion)
+            email, public = self.keys[header["kid"]]
+            claims = jwt.decode(
+                assertion,
+                public,
+                algorithms=["RS256"],
+                audience=GOOGLE_TOKEN_AUDIENCE,
+                issuer=email,
+                options={"require": ["iat", "exp", "iss", "aud"]},
+            )
+        except (KeyError, jwt.PyJWTError):
+            return self._error(400, "invalid_grant", "Invalid JWT Signature.")
+        if claims["exp"] - claims["iat"] > 3600 or not claims.get("scope"):
+            return self._error(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+        return web.json_response(self._issue(email))
+
+    async def sts(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("grant_type") != TOKEN_EXCHANGE:
+            return self._error(400, "unsupported_grant_type", "Invalid grant_type")
+        if str(form.get("subject_token")) not in self.subject_tokens:
+            return self._error(400, "invalid_grant", "The provided subject token is invalid.")
+        answer = self._issue("federated")
+        answer["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
+        return web.json_response(answer)
+
+    def external_account(self, subject_token_file: str) -> dict[str, Any]:
+        return {
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k8s",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": f"{self.url}/v1/token",
+            "credential_source": {"file": subject_token_file},
+        }
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/token", self.token)
+        app.router.add_post("/v1/token", self.sts)
+        return app
+
+
+@asynccontextmanager
+async def running_google(fake: FakeGoogle) -> AsyncIterator[FakeGoogle]:
+    runner = web.AppRunner(fake.app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+def key_json(info: dict[str, Any]) -> bytes:
+    return json.dumps(info, indent=2).encode()
