@@ -1,0 +1,140 @@
+"""The refresher process: providers, the controller (under leader election when asked), health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import aiohttp
+from aiohttp import web
+from kubernetes_asyncio import client
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common import names
+from common.kube import api_client, read_json
+from refresher.config import RefresherConfig
+from refresher.controller import Controller
+from refresher.events import EventRecorder
+from refresher.leader import LeaderElector
+from refresher.providers import Provider
+from refresher.providers.azure import AzureProvider
+from refresher.providers.gcp import GcpProvider
+from refresher.providers.github import GitHubProvider
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_TOKEN_SECONDS = 600
+
+
+def token_requester(api: client.ApiClient):  # type: ignore[no-untyped-def]
+    core = client.CoreV1Api(api)
+
+    async def request(namespace: str, service_account: str, audience: str) -> str:
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": [audience], "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS},
+        }
+        answer = await read_json(
+            core.create_namespaced_service_account_token(service_account, namespace, body, _preload_content=False)  # type: ignore[arg-type]
+        )
+        return str(answer["status"]["token"])
+
+    return request
+
+
+class Refresher:
+    """Everything the process runs, so tests can run several in one event loop."""
+
+    def __init__(self, config: RefresherConfig, api: client.ApiClient, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.api = api
+        self.providers: dict[str, Provider] = {
+            names.PROVIDER_GITHUB: GitHubProvider(session),
+            names.PROVIDER_GCP: GcpProvider(token_urls=config.gcp_token_urls, sts_url=config.gcp_sts_url),
+            names.PROVIDER_AZURE: AzureProvider(
+                token_requester(api),
+                username=config.azure_username,
+                tenant_id=config.azure_tenant_id,
+                authority=config.azure_authority_host,
+                connection_verify=config.azure_ca_file,
+            ),
+        }
+        self.events = EventRecorder(api)
+        self.controller: Controller | None = None
+        self.elector = (
+            LeaderElector(api, config.lease_namespace, config.lease_name, config.identity)
+            if config.leader_elect
+            else None
+        )
+
+    async def _lead(self) -> None:
+        self.controller = Controller(self.api, self.config, self.providers, self.events)
+        try:
+            await self.controller.run()
+        finally:
+            self.controller = None
+
+    async def run(self) -> None:
+        if self.elector is not None:
+            await self.elector.run(self._lead)
+        else:
+            await self._lead()
+
+    @property
+    def ready(self) -> bool:
+        if self.elector is not None and not self.elector.leading:
+            return True  # a standby is ready to take over
+        return self.controller is not None and self.controller.synced
+
+    def health_app(self) -> web.Application:
+        app = web.Application()
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        async def readyz(_: web.Request) -> web.Response:
+            if self.ready:
+                return web.Response(text="ok\n")
+            return web.Response(status=503, text="caches not synced\n")
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/livez", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        return app
+
+
+async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
+    api = await api_client(config.kubeconfig)
+    async with api, aiohttp.ClientSession() as session:
+        refresher = Refresher(config, api, session)
+        runner = web.AppRunner(refresher.health_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, config.listen[0], config.listen[1]).start()
+        log.info("refresher started", extra={"identity": config.identity, "leader_elect": config.leader_elect})
+        task = asyncio.create_task(refresher.run())
+        try:
+            await stop.wait()
+        finally:
+            log.info("refresher stopping")
+            task.cancel()  # releases the lease on the way out
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await runner.cleanup()
+            provider = refresher.providers[names.PROVIDER_AZURE]
+            if isinstance(provider, AzureProvider):
+                await provider.close()
+
+
+async def run(config: RefresherConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(config, stop)

@@ -1,0 +1,102 @@
+"""The Secrets we write, as pure functions of (target, token, credential). A digest of the fields we own lets
+the controller write only when something changed."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from common import names
+from refresher.credentials import Credential
+from refresher.providers import Token
+from refresher.targets import Target
+
+GITREPOSITORY_API_VERSION = f"{names.FLUX_SOURCE_GROUP}/v1"
+OWNED_ANNOTATIONS = (names.ANNOTATION_EXPIRES_AT, names.ANNOTATION_REFRESHED_AT)
+
+
+def rfc3339(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(int(epoch), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _b64(value: str | bytes) -> str:
+    return base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
+
+
+def token_data(target: Target, token: Token, bearer: bool) -> dict[str, str]:
+    if bearer and target.provider == names.PROVIDER_AZURE and target.kind == "GitRepository":
+        return {names.KEY_BEARER_TOKEN: _b64(token.value)}
+    return {names.KEY_USERNAME: _b64(token.username), names.KEY_PASSWORD: _b64(token.value)}
+
+
+def token_annotations(token: Token) -> dict[str, str]:
+    return {
+        names.ANNOTATION_EXPIRES_AT: rfc3339(token.expires_at),
+        names.ANNOTATION_REFRESHED_AT: rfc3339(token.issued_at),
+    }
+
+
+def owned_secret(target: Target, token: Token, credential: Credential, bearer: bool) -> dict[str, Any]:
+    """The whole output Secret of a managed GitRepository, owned by it."""
+    data = token_data(target, token, bearer)
+    for key, value in credential.tls.items():  # GitHub Enterprise behind a private CA, client certificates
+        data[key] = _b64(value)
+    secret_type = names.SECRET_TYPE_BASIC_AUTH if names.KEY_USERNAME in data else names.SECRET_TYPE_OPAQUE
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": target.secret,
+            "namespace": target.namespace,
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
+            "annotations": token_annotations(token),
+            "ownerReferences": [
+                {
+                    "apiVersion": GITREPOSITORY_API_VERSION,
+                    "kind": names.GITREPOSITORY_KIND,
+                    "name": target.name,
+                    "uid": target.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "type": secret_type,
+        "data": data,
+    }
+
+
+def opt_in_apply(target: Target, token: Token) -> dict[str, Any]:
+    """A server-side apply body owning only username, password and our annotations of an opted-in Secret."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": target.secret, "namespace": target.namespace, "annotations": token_annotations(token)},
+        "data": token_data(target, token, bearer=False),
+    }
+
+
+def digest(body: Mapping[str, Any], data_keys: tuple[str, ...] | None = None) -> str:
+    """A hash of the fields we own in a Secret (desired or observed): data (all, or ``data_keys``), our
+    annotations, type and owner. Two Secrets with the same digest need no write."""
+    meta = body.get("metadata") or {}
+    data = body.get("data") or {}
+    keys = sorted(data) if data_keys is None else sorted(k for k in data_keys if k in data)
+    ann = meta.get("annotations") or {}
+    owners = [(o.get("uid"), o.get("name")) for o in meta.get("ownerReferences") or []]
+    h = hashlib.sha256()
+    for part in (
+        *(f"{k}={data[k]}" for k in keys),
+        *(f"{k}={ann.get(k, '')}" for k in OWNED_ANNOTATIONS),
+        str(body.get("type", "")) if data_keys is None else "",
+        repr(owners) if data_keys is None else "",
+    ):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+OPT_IN_KEYS = (names.KEY_USERNAME, names.KEY_PASSWORD)
