@@ -50,6 +50,7 @@ Key = tuple[str, str]  # (namespace, name)
 APPLY = "application/apply-patch+yaml"
 # The apiserver unreachable (restarting, network): temporary, the next pass tries again.
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+REQUEST_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -339,7 +340,11 @@ class Controller:
     async def _read_credentials(self, namespace: str, name: str, now: float) -> None:
         async with self._api_gate:
             try:
-                obj = await read_json(self._core.read_namespaced_secret(name, namespace, _preload_content=False))
+                obj = await read_json(
+                    self._core.read_namespaced_secret(
+                        name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S
+                    )
+                )
             except TRANSPORT_ERRORS:
                 return  # keep what we had; the next pass reads again
             except ApiException as err:
@@ -402,7 +407,10 @@ class Controller:
             try:
                 obj = await read_json(
                     self._core.read_namespaced_service_account(
-                        target.service_account, target.namespace, _preload_content=False
+                        target.service_account,
+                        target.namespace,
+                        _preload_content=False,
+                        _request_timeout=REQUEST_TIMEOUT_S,
                     )
                 )
                 cached = (now, dict((obj.get("metadata") or {}).get("annotations") or {}))
@@ -538,6 +546,7 @@ class Controller:
                     target.namespace,
                     body,  # type: ignore[arg-type]  # the client serialises plain dicts as they are
                     field_manager=names.FIELD_MANAGER,
+                    _request_timeout=REQUEST_TIMEOUT_S,
                 )
             except ApiException as err:
                 if err.status == 409:
@@ -561,6 +570,7 @@ class Controller:
                     field_manager=names.FIELD_MANAGER,
                     force=True,
                     _content_type=APPLY,
+                    _request_timeout=REQUEST_TIMEOUT_S,
                 )
             except ApiException as err:
                 return self._write_failed(target, err)

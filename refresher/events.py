@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "flux-passwordless-refresher"
 REPEAT_EVERY_S = 60.0
+REQUEST_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,10 @@ class EventRecorder:
             try:
                 if name:
                     await self._core.patch_namespaced_event(
-                        name, involved.namespace, {"count": count, "lastTimestamp": stamp.isoformat()}
+                        name,
+                        involved.namespace,
+                        {"count": count, "lastTimestamp": stamp.isoformat()},
+                        _request_timeout=REQUEST_TIMEOUT_S,
                     )
                 else:
                     name = f"{involved.name}.{uuid.uuid4().hex[:16]}"
@@ -86,6 +90,7 @@ class EventRecorder:
                             last_timestamp=stamp,
                             count=count,
                         ),
+                        _request_timeout=REQUEST_TIMEOUT_S,
                     )
                     self._seen[key] = (name, count, last)
                 self.emitted += 1
@@ -94,6 +99,12 @@ class EventRecorder:
                     "event not recorded", extra={"reason": reason, "status": err.status, "object": involved.name}
                 )
 
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def drain(self, within_s: float = 5.0) -> None:
+        """Let Events in flight finish, for at most ``within_s`` seconds (the apiserver may be gone)."""
+        pending = list(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=within_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)

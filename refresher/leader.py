@@ -141,15 +141,18 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the lease up (only if we hold it) so a standby need not wait for it to expire."""
         try:
-            lease = await read_json(self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False))
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
-                return
-            body = self._body(
-                lease, self._clock(), acquire=False, transitions=int(lease["spec"].get("leaseTransitions") or 0)
-            )
-            body["spec"]["holderIdentity"] = None
-            body["spec"]["leaseDurationSeconds"] = 1
-            await self._api.replace_namespaced_lease(self.name, self.namespace, body)  # type: ignore[arg-type]
-            log.info("lease released", extra={"lease": self.name})
-        except (ApiException, OSError) as err:
+            await asyncio.wait_for(self._release(), self._retry_s * 2)
+        except (ApiException, OSError, TimeoutError) as err:
             log.warning("lease not released", extra={"lease": self.name, "error": type(err).__name__})
+
+    async def _release(self) -> None:
+        lease = await read_json(self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False))
+        if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+            return
+        body = self._body(
+            lease, self._clock(), acquire=False, transitions=int(lease["spec"].get("leaseTransitions") or 0)
+        )
+        body["spec"]["holderIdentity"] = None
+        body["spec"]["leaseDurationSeconds"] = 1
+        await self._api.replace_namespaced_lease(self.name, self.namespace, body)  # type: ignore[arg-type]
+        log.info("lease released", extra={"lease": self.name})
