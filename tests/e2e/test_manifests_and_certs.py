@@ -37,6 +37,21 @@ async def test_default_install_passes_server_side_dry_run(kube: Kube) -> None:
         await asyncio.to_thread(kube.kubectl, "delete", "namespace", "flux-passwordless", "--wait=false")
 
 
+async def test_serviceaccount_tokens_only_with_the_azure_per_object_overlay(kube: Kube) -> None:
+    def token_rule(overlay: Path) -> bool:
+        out = kube.kubectl("kustomize", str(overlay))
+        assert out.returncode == 0, out.stderr
+        role = next(
+            d
+            for d in yaml.safe_load_all(out.stdout)
+            if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "flux-passwordless-refresher"
+        )
+        return any("serviceaccounts/token" in r.get("resources", []) for r in role["rules"])
+
+    assert not await asyncio.to_thread(token_rule, MANIFESTS)
+    assert await asyncio.to_thread(token_rule, MANIFESTS / "overlays" / "azure-per-object")
+
+
 async def test_cert_manager_overlay_builds(kube: Kube) -> None:
     out = await asyncio.to_thread(kube.kubectl, "kustomize", str(MANIFESTS / "overlays" / "cert-manager"))
     assert out.returncode == 0, out.stderr
