@@ -60,3 +60,7 @@ certs: venv ## A CA and serving certificate for local runs (localhost, 127.0.0.1
 bench-webhook: venv ## Benchmark: our webhook vs the Go yardstick (../shared/bench), pinned cores, wrk over TLS
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	@$(PY) -m bench.webhook
+
+.PHONY: bench-refresher
+bench-refresher: venv control-plane ## Benchmark: 1k and 10k GitRepositories over 100 credentials, real apiserver
+	@$(PY) -m bench.refresher

@@ -34,6 +34,16 @@ async def read_json(call: Awaitable[Any]) -> dict[str, Any]:
         response.release()
 
 
+async def call_raw(call: Awaitable[Any]) -> None:
+    """Await a generated API call made with ``_preload_content=False`` for its status only: no model is built
+    from the answer (the costly part of the generated client when writing thousands of objects)."""
+    response = await call
+    try:
+        raise_for_status(response)
+    finally:
+        response.release()
+
+
 def raise_for_status(response: Any) -> None:
     """With ``_preload_content=False`` the generated client returns error responses instead of raising."""
     if not 200 <= response.status <= 299:

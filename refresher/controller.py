@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
 from common.informer import Informer
-from common.kube import read_json
+from common.kube import call_raw, read_json
 from refresher import metrics
 from refresher.config import RefresherConfig
 from refresher.credentials import (
@@ -41,6 +41,7 @@ from refresher.events import EventRecorder, Involved
 from refresher.outputs import OPT_IN_KEYS, digest, opt_in_apply, owned_secret, rfc3339
 from refresher.plan import MintKey, MintRequest, Plan, make_plan
 from refresher.providers import Provider, Token
+from refresher.providers.github import GitHubProvider
 from refresher.schedule import Backoff, renew_at
 from refresher.targets import Invalid, Target, from_gitrepository, from_opted_in_secret
 
@@ -495,14 +496,20 @@ class Controller:
 
     async def _write_all(self, pairs: list[tuple[Target, Credential]], plan: Plan) -> None:
         now = self._clock()
-        writes = []
-        for target, credential in pairs:
-            state = self._tokens.get(plan.assignment[target.key])
-            if state is None or state.token is None or state.token.expires_at <= now:
-                continue  # nothing (valid) to write: never blank a Secret
-            writes.append(self._write(target, credential, state.token, now))
-        if writes:
-            await asyncio.gather(*writes)
+        jobs = (
+            (target, credential, state.token)
+            for target, credential in pairs
+            if (state := self._tokens.get(plan.assignment[target.key])) is not None
+            and state.token is not None
+            and state.token.expires_at > now  # nothing valid to write: never blank a Secret
+        )
+
+        async def worker() -> None:
+            # A fixed pool pulling from one generator: memory stays flat however many Secrets there are.
+            for target, credential, token in jobs:
+                await self._write(target, credential, token, now)
+
+        await asyncio.gather(*(worker() for _ in range(self._config.write_concurrency)))
         self.stats.last_converged = self._clock()
         metrics.LAST_SYNC.set(self.stats.last_converged)
         if all(self._tokens.get(plan.assignment[t.key], TokenState()).token for t, _ in pairs):
@@ -542,11 +549,14 @@ class Controller:
     async def _create(self, target: Target, body: dict[str, Any]) -> bool:
         async with self._api_gate:
             try:
-                await self._core.create_namespaced_secret(
-                    target.namespace,
-                    body,  # type: ignore[arg-type]  # the client serialises plain dicts as they are
-                    field_manager=names.FIELD_MANAGER,
-                    _request_timeout=REQUEST_TIMEOUT_S,
+                await call_raw(
+                    self._core.create_namespaced_secret(
+                        target.namespace,
+                        body,  # type: ignore[arg-type]  # the client serialises plain dicts as they are
+                        field_manager=names.FIELD_MANAGER,
+                        _preload_content=False,
+                        _request_timeout=REQUEST_TIMEOUT_S,
+                    )
                 )
             except ApiException as err:
                 if err.status == 409:
@@ -563,14 +573,17 @@ class Controller:
     async def _apply(self, target: Target, body: dict[str, Any], what: str) -> bool:
         async with self._api_gate:
             try:
-                await self._core.patch_namespaced_secret(  # type: ignore[call-arg]  # _content_type is accepted
-                    target.secret,
-                    target.namespace,
-                    body,
-                    field_manager=names.FIELD_MANAGER,
-                    force=True,
-                    _content_type=APPLY,
-                    _request_timeout=REQUEST_TIMEOUT_S,
+                await call_raw(
+                    self._core.patch_namespaced_secret(  # type: ignore[call-arg]  # _content_type is accepted
+                        target.secret,
+                        target.namespace,
+                        body,
+                        field_manager=names.FIELD_MANAGER,
+                        force=True,
+                        _content_type=APPLY,
+                        _preload_content=False,
+                        _request_timeout=REQUEST_TIMEOUT_S,
+                    )
                 )
             except ApiException as err:
                 return self._write_failed(target, err)
@@ -619,7 +632,7 @@ class Controller:
         )
 
     def _announce(self, target: Target, token: Token) -> None:
-        metrics.TOKEN_EXPIRY.labels(target.namespace, target.secret).set(token.expires_at)
+        metrics.TOKEN_EXPIRY.record(target.namespace, target.secret, token.expires_at)
         if target.key in self._announced:
             return
         self._announced.add(target.key)
@@ -639,6 +652,10 @@ class Controller:
     # --- bookkeeping ------------------------------------------------------------------------------
 
     def _update_gauges(self, pairs: list[tuple[Target, Credential]]) -> None:
+        metrics.TOKEN_EXPIRY.retain({(t.namespace, t.secret) for t, _ in pairs})
+        github = self._providers.get(names.PROVIDER_GITHUB)
+        if isinstance(github, GitHubProvider):
+            github.forget({c.fingerprint for _, c in pairs})
         metrics.SECRETS_MANAGED.labels("gitrepository").set(sum(1 for t, _ in pairs if t.kind == "GitRepository"))
         metrics.SECRETS_MANAGED.labels("opt-in").set(sum(1 for t, _ in pairs if t.kind == "Secret"))
         metrics.FAILING.clear()
