@@ -143,6 +143,13 @@ def metric(url: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
+def current_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -176,6 +183,7 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 stderr=log_file,
             )
             started = time.monotonic()
+            rss_timeline: list[tuple[float, float]] = []
             try:
                 last_report = started
                 while len(counter.live) < n:
@@ -188,7 +196,11 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                         log(f"n={n}: {len(counter.live)}/{n} Secrets hold a live token after {took:.0f}s")
                         last_report = time.monotonic()
                     await asyncio.sleep(0.05)
+                    if not rss_timeline or time.monotonic() - started - rss_timeline[-1][0] >= 0.5:
+                        rss_timeline.append((round(time.monotonic() - started, 1), current_rss_mb(proc.pid)))
                 converge = time.monotonic() - started
+                if os.environ.get("BENCH_RSS_TIMELINE"):
+                    log(f"n={n}: refresher RSS over time (s, MB): {rss_timeline}")
                 log(f"n={n}: converged in {converge:.1f}s; {fake.mints} mints; now a steady {steady_s}s ...")
                 await asyncio.sleep(2)  # let the last watch events land
                 metrics_url = f"http://127.0.0.1:{port}/metrics"

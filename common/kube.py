@@ -10,9 +10,13 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 
-async def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """A client from ``kubeconfig``, or from the pod's ServiceAccount when None."""
+async def api_client(kubeconfig: str | None, max_connections: int = 100) -> client.ApiClient:
+    """A client from ``kubeconfig``, or from the pod's ServiceAccount when None.
+
+    ``max_connections`` caps the pool: each idle TLS connection keeps a 256 KiB buffer in asyncio.
+    """
     cfg = client.Configuration()
+    cfg.connection_pool_maxsize = max_connections
     if kubeconfig:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     else:

@@ -111,7 +111,8 @@ class Refresher:
 
 
 async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
-    api = await api_client(config.kubeconfig)
+    # writers + 3 watches per scope + event workers + a little headroom
+    api = await api_client(config.kubeconfig, config.write_concurrency + 3 * max(len(config.namespaces), 1) + 8)
     async with api, aiohttp.ClientSession() as session:
         refresher = Refresher(config, api, session)
         runner = web.AppRunner(refresher.health_app(), access_log=None)

@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--azure-tenant-id", default=_env("azure-tenant-id", "") or None)
     p.add_argument("--azure-ca-file", default=_env("azure-ca-file", "") or None, help="CA bundle for Entra ID")
     p.add_argument("--mint-concurrency", type=int, default=int(_env("mint-concurrency", "8")), help="per provider")
-    p.add_argument("--write-concurrency", type=int, default=int(_env("write-concurrency", "32")))
+    p.add_argument("--write-concurrency", type=int, default=int(_env("write-concurrency", "16")))
     p.add_argument("--credentials-resync", type=float, default=float(_env("credentials-resync", "30")))
     p.add_argument("--leader-elect", action="store_true", default=_env("leader-elect", "") == "true")
     p.add_argument("--lease-name", default=_env("lease-name", "flux-passwordless-refresher"))

@@ -9,6 +9,7 @@ App ID). The installation is found by ID, else by owner (orgs, then users), else
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import ssl
 import time
@@ -141,7 +142,8 @@ class GitHubProvider:
         ca = credential.tls.get("ca.crt")
         if not ca:
             return True
-        context = self._ssl.get(credential.fingerprint)
+        digest = hashlib.sha256(ca).hexdigest()
+        context = self._ssl.get(digest)
         if context is None:
             try:
                 context = ssl.create_default_context(cadata=ca.decode())
@@ -149,7 +151,7 @@ class GitHubProvider:
                 raise PermanentError(
                     "ca.crt in the credentials Secret is not a PEM certificate", "InvalidKey"
                 ) from None
-            self._ssl[credential.fingerprint] = context
+            self._ssl[digest] = context
         return context
 
     async def _call(

@@ -165,3 +165,19 @@ def test_enterprise_base_url_is_normalised() -> None:
     assert github_api_base("https://github.com/") == "https://api.github.com"
     assert github_api_base("https://ghe.example.com") == "https://ghe.example.com/api/v3"
     assert github_api_base("https://ghe.example.com/api/v3/") == "https://ghe.example.com/api/v3"
+
+
+async def test_credentials_sharing_a_ca_share_pooled_connections(github: GitHub) -> None:
+    """Each idle TLS connection holds ~256 KiB: 100 credentials must not mean 100 connections."""
+    fake, private, tls = github
+    other_private, other_public = new_app_key()
+    fake.add_app(APP_ID + 1, other_public)
+    fake.add_installation(INSTALLATION + 1, APP_ID + 1, "acme", {"app"})
+    async with aiohttp.ClientSession() as session:
+        provider = GitHubProvider(session)
+        await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("app",)))
+        other = secret_data(fake, other_private, tls, githubAppID=str(APP_ID + 1).encode())
+        await provider.mint(request(other, ("id", str(INSTALLATION + 1)), ("app",)))
+        assert session.connector is not None
+        pools = session.connector._conns  # type: ignore[attr-defined]
+        assert sum(len(v) for v in pools.values()) == 1
