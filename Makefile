@@ -25,6 +25,10 @@ venv: $(VENV)/.installed ## Create .venv with the product and its test tools
 control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules (cached; a second run is a no-op)
 	@bash tests/controlplane/build.sh >/dev/null
 
+.PHONY: run
+run: venv ## The product's main job: on a local control plane (no KUBECONFIG) the whole story; DEMO_EXIT=1 exits after it
+	@$(PY) -m demo
+
 .PHONY: test
 test: venv control-plane ## Install what the tests need, then run them all (unit + e2e on a real apiserver)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -1,8 +1,10 @@
 """List+watch of one resource, on plain dicts, shared by both processes.
 
-List, hand every item over, then watch from the list's resourceVersion. A watch that ends is resumed from the
-last resourceVersion seen; 410 Gone (history compacted) or any error relists, with capped exponential
-backoff, so an apiserver restart costs a relist and nothing else.
+List in pages, hand every item over as an ADDED event, then say which keys the list held so the consumer can
+drop the rest; then watch from the list's resourceVersion. Paging keeps memory flat: a 10,000-object list is
+never held whole. A watch that ends is resumed from the last resourceVersion seen; 410 Gone (history
+compacted) or any error relists, with capped exponential backoff, so an apiserver restart costs a relist and
+nothing else.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from common.kube import raise_for_status, read_json
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-# on_event(type, obj): type is ADDED, MODIFIED or DELETED. on_relist(items): the full state after a (re)list.
+Key = tuple[str, str]  # (namespace, name)
+# on_event(type, obj): type is ADDED, MODIFIED or DELETED. on_relist(keys): a (re)list is complete and held
+# exactly these objects (each already handed over as ADDED): forget every other one.
 OnEvent = Callable[[str, Obj], Awaitable[None] | None]
-OnRelist = Callable[[list[Obj]], Awaitable[None] | None]
+OnRelist = Callable[[set[Key]], Awaitable[None] | None]
+PAGE_SIZE = 500
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:
@@ -59,15 +64,27 @@ class Informer:
         return {"label_selector": self._selector} if self._selector else {}
 
     async def _list(self) -> str:
-        body = await read_json(self._list_fn(*self._list_args, _preload_content=False, **self._kwargs()))
-        items: list[Obj] = body.get("items") or []
-        kind = str(body.get("kind", "")).removesuffix("List")
-        api_version = body.get("apiVersion")
-        for item in items:  # list items carry no kind/apiVersion; put them back for uniform handling
-            item.setdefault("kind", kind)
-            item.setdefault("apiVersion", api_version)
+        seen: set[Key] = set()
+        token: str | None = None
+        while True:
+            paging: dict[str, Any] = {"limit": PAGE_SIZE}
+            if token:
+                paging["_continue"] = token
+            body = await read_json(self._list_fn(*self._list_args, _preload_content=False, **self._kwargs(), **paging))
+            kind = str(body.get("kind", "")).removesuffix("List")
+            api_version = body.get("apiVersion")
+            for item in body.get("items") or []:
+                # list items carry no kind/apiVersion; put them back for uniform handling
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", api_version)
+                meta = item.get("metadata") or {}
+                seen.add((str(meta.get("namespace", "")), str(meta.get("name", ""))))
+                await _maybe_await(self._on_event("ADDED", item))
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                break
         self.relists += 1
-        await _maybe_await(self._on_relist(items))
+        await _maybe_await(self._on_relist(seen))
         self.synced.set()
         return str(body["metadata"]["resourceVersion"])
 

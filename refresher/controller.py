@@ -178,20 +178,20 @@ class Controller:
         return informers
 
     @staticmethod
-    def _scoped(
-        handler: Callable[[list[dict[str, Any]], str | None], None], ns: str
-    ) -> Callable[[list[dict[str, Any]]], None]:
-        return lambda items: handler(items, ns)
+    def _scoped(handler: Callable[[set[Key], str | None], None], ns: str) -> Callable[[set[Key]], None]:
+        return lambda keys: handler(keys, ns)
 
     def _touch(self) -> None:
         self._wake.set()
 
-    def _on_gitrepos(self, items: list[dict[str, Any]], ns: str | None = None) -> None:
-        for store in (self._gitrepos, self._references):
-            for key in [k for k in store if ns is None or k[0] == ns]:
-                del store[key]
-        for item in items:
-            self._on_gitrepo("ADDED", item, wake=False)
+    @staticmethod
+    def _prune(store: dict[Key, Any], keys: set[Key], ns: str | None) -> None:
+        for key in [k for k in store if (ns is None or k[0] == ns) and k not in keys]:
+            del store[key]
+
+    def _on_gitrepos(self, keys: set[Key], ns: str | None = None) -> None:
+        self._prune(self._gitrepos, keys, ns)
+        self._prune(self._references, keys, ns)
         self._touch()
 
     def _on_gitrepo(self, kind: str, obj: dict[str, Any], wake: bool = True) -> None:
@@ -210,11 +210,8 @@ class Controller:
         if wake:
             self._touch()
 
-    def _on_opt_ins(self, items: list[dict[str, Any]], ns: str | None = None) -> None:
-        for key in [k for k in self._opt_ins if ns is None or k[0] == ns]:
-            del self._opt_ins[key]
-        for item in items:
-            self._on_opt_in("ADDED", item, wake=False)
+    def _on_opt_ins(self, keys: set[Key], ns: str | None = None) -> None:
+        self._prune(self._opt_ins, keys, ns)
         self._touch()
 
     def _on_opt_in(self, kind: str, obj: dict[str, Any], wake: bool = True) -> None:
@@ -227,11 +224,8 @@ class Controller:
         if wake:
             self._touch()
 
-    def _on_outputs(self, items: list[dict[str, Any]], ns: str | None = None) -> None:
-        for key in [k for k in self._outputs if ns is None or k[0] == ns]:
-            del self._outputs[key]
-        for item in items:
-            self._on_output("ADDED", item, wake=False)
+    def _on_outputs(self, keys: set[Key], ns: str | None = None) -> None:
+        self._prune(self._outputs, keys, ns)
         self._touch()
 
     def _on_output(self, kind: str, obj: dict[str, Any], wake: bool = True) -> None:

@@ -30,6 +30,8 @@ COMPONENT = "flux-passwordless-refresher"
 REPEAT_EVERY_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1000
+PRUNE_ABOVE = 20000
+FORGET_AFTER_S = 3600.0
 WORKERS = 4
 
 
@@ -64,6 +66,9 @@ class EventRecorder:
         if seen is not None and now - seen[2] < REPEAT_EVERY_S:
             return
         self._seen[key] = (seen[0] if seen else "", (seen[1] if seen else 0) + 1, now)
+        if len(self._seen) > PRUNE_ABOVE:  # forget what has not repeated for a long while
+            for old in [k for k, v in self._seen.items() if now - v[2] > FORGET_AFTER_S]:
+                del self._seen[old]
         if not self._workers:
             self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
         try:

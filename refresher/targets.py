@@ -9,7 +9,9 @@ Two sources:
 
 from __future__ import annotations
 
+import functools
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +65,12 @@ class Invalid:
     message: str
 
 
-def parse_permissions(value: str | None) -> dict[str, str]:
-    """``contents:write,pull_requests:read`` -> {"contents": "write", ...}; contents:read by default."""
+@functools.lru_cache(maxsize=256)
+def parse_permissions(value: str | None) -> Mapping[str, str]:
+    """``contents:write,pull_requests:read`` -> {"contents": "write", ...}; contents:read by default.
+
+    Read-only and shared: 10,000 GitRepositories with the same annotation hold one mapping between them.
+    """
     permissions = {"contents": "read"}
     for item in (value or "").split(","):
         item = item.strip()
@@ -72,7 +78,7 @@ def parse_permissions(value: str | None) -> dict[str, str]:
             continue
         scope, _, level = item.partition(":")
         permissions[scope.strip()] = (level.strip() or "read").lower()
-    return permissions
+    return types.MappingProxyType(permissions)
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -75,8 +75,10 @@ class ServiceAccountCache:
         meta = obj.get("metadata") or {}
         return f"{meta.get('namespace')}/{meta.get('name')}"
 
-    def _on_relist(self, items: list[dict[str, Any]]) -> None:
-        self._by_key = {self._key(item): _relevant(item) for item in items}
+    def _on_relist(self, keys: set[tuple[str, str]]) -> None:
+        listed = {f"{ns}/{name}" for ns, name in keys}
+        for key in [k for k in self._by_key if k not in listed]:
+            del self._by_key[key]
 
     def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from tests.support.kube import Kube, eventually
-from tests.support.registration import webhook_configuration
+from tests.support.kube import Kube
+from tests.support.registration import register
 from tests.support.webhook import RunningWebhook, running_webhook
 
 GROUP, VERSION, PLURAL = "source.toolkit.fluxcd.io", "v1", "gitrepositories"
@@ -30,25 +30,6 @@ def gitrepository(name: str, namespace: str, **spec: Any) -> str:
         "spec": {"interval": "1m", **spec},
     }
     return yaml.safe_dump(body)
-
-
-async def register(kube: Kube, hook: RunningWebhook, name: str, label: str | None = None) -> None:
-    """Create the configuration and wait until the apiserver really calls the webhook."""
-    body = webhook_configuration(name, hook.url, hook.ca_pem, label)
-    admission = client.AdmissionregistrationV1Api(kube.api)
-    await admission.create_mutating_webhook_configuration(body)  # type: ignore[arg-type]
-    probe_ns = f"probe-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(kube.api)
-    labels = {label: "true"} if label else {}
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probe_ns, labels=labels)))
-    manifest = gitrepository("probe", probe_ns, url="https://github.com/o/r", provider="gitub")
-
-    async def denied_by_webhook() -> bool:
-        out = await asyncio.to_thread(kube.kubectl, "apply", "--dry-run=server", "-f", "-", stdin=manifest)
-        return "admission webhook" in out.stderr
-
-    await eventually(denied_by_webhook, timeout=15, interval=0.1, what="webhook registration to take effect")
-    await core.delete_namespace(probe_ns)
 
 
 @pytest.fixture(scope="module")

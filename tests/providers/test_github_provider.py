@@ -179,5 +179,5 @@ async def test_credentials_sharing_a_ca_share_pooled_connections(github: GitHub)
         other = secret_data(fake, other_private, tls, githubAppID=str(APP_ID + 1).encode())
         await provider.mint(request(other, ("id", str(INSTALLATION + 1)), ("app",)))
         assert session.connector is not None
-        pools = session.connector._conns  # type: ignore[attr-defined]
+        pools = session.connector._conns
         assert sum(len(v) for v in pools.values()) == 1
