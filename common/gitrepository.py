@@ -148,7 +148,7 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def _provider_error(path: str, value: str, allowed: Iterable[str]) -> FieldError:
+def provider_error(path: str, value: str, allowed: Iterable[str]) -> FieldError:
     allowed = list(allowed)
     detail = "supported values: " + ", ".join(f'"{p}"' for p in allowed)
     suggestion = did_you_mean(value, allowed)
@@ -201,12 +201,12 @@ def validate_gitrepository(
     annotated = managed_provider(obj)
     if annotated is not None and annotated not in names.SERVABLE_PROVIDERS:
         errors.append(
-            _provider_error(f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, names.SERVABLE_PROVIDERS)
+            provider_error(f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, names.SERVABLE_PROVIDERS)
         )
         return Review(errors)
     requested = requested_provider(obj)
     if requested not in names.ALLOWED_PROVIDERS:
-        errors.append(_provider_error("spec.provider", requested, names.ALLOWED_PROVIDERS))
+        errors.append(provider_error("spec.provider", requested, names.ALLOWED_PROVIDERS))
         return Review(errors)
     translated = annotated is not None and requested == names.PROVIDER_GENERIC
     provider = annotated if translated and annotated else requested

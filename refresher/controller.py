@@ -194,7 +194,7 @@ class Controller:
         self._prune(self._references, keys, ns)
         self._touch()
 
-    def _on_gitrepo(self, kind: str, obj: dict[str, Any], wake: bool = True) -> None:
+    def _on_gitrepo(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
         self._gitrepos.pop(key, None)
         self._references.pop(key, None)
@@ -207,36 +207,33 @@ class Controller:
                 secret, url = (spec.get("secretRef") or {}).get("name"), spec.get("url")
                 if secret and url:
                     self._references[key] = (key[0], str(secret), str(url))
-        if wake:
-            self._touch()
+        self._touch()
 
     def _on_opt_ins(self, keys: set[Key], ns: str | None = None) -> None:
         self._prune(self._opt_ins, keys, ns)
         self._touch()
 
-    def _on_opt_in(self, kind: str, obj: dict[str, Any], wake: bool = True) -> None:
+    def _on_opt_in(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
         target = from_opted_in_secret(obj) if kind != "DELETED" else None
         if target is None:
             self._opt_ins.pop(key, None)
         else:
             self._opt_ins[key] = (target, digest(obj, OPT_IN_KEYS))
-        if wake:
-            self._touch()
+        self._touch()
 
     def _on_outputs(self, keys: set[Key], ns: str | None = None) -> None:
         self._prune(self._outputs, keys, ns)
         self._touch()
 
-    def _on_output(self, kind: str, obj: dict[str, Any], wake: bool = True) -> None:
+    def _on_output(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
         if kind == "DELETED":
             self._outputs.pop(key, None)
         else:
             owners = (obj.get("metadata") or {}).get("ownerReferences") or [{}]
             self._outputs[key] = (str(owners[0].get("uid", "")), digest(obj))
-        if wake:
-            self._touch()
+        self._touch()
 
     @property
     def synced(self) -> bool:

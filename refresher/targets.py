@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import names
-from common.gitrepository import PolicyConfig, managed_provider, validate_gitrepository
+from common.gitrepository import FieldError, PolicyConfig, managed_provider, provider_error, validate_gitrepository
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -97,14 +97,10 @@ def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target |
         return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", review.message())
     secret = (spec.get("secretRef") or {}).get("name")
     if not secret:
-        return Invalid(
-            "GitRepository",
-            namespace,
-            name,
-            uid,
-            "InvalidSpec",
-            "spec.secretRef: Required value: a managed GitRepository reads its token from spec.secretRef",
+        error = FieldError(
+            "spec.secretRef", "Required value", "a managed GitRepository reads its token from spec.secretRef"
         )
+        return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", str(error))
     interval = parse_duration(spec.get("interval"), 60.0)
     timeout = parse_duration(spec.get("timeout"), DEFAULT_TIMEOUT_S)
     annotations = meta.get("annotations") or {}
@@ -130,37 +126,26 @@ def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
         return None
     namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
     annotations = meta.get("annotations") or {}
-    if provider not in names.SERVABLE_PROVIDERS:
-        return Invalid(
-            "Secret",
-            namespace,
-            name,
-            uid,
-            "InvalidSpec",
-            f'metadata.labels[{names.LABEL_PROVIDER}]: Unsupported value: "{provider}": supported values: '
-            + ", ".join(f'"{p}"' for p in names.SERVABLE_PROVIDERS),
-        )
     credentials = annotations.get(names.ANNOTATION_CREDENTIALS_SECRET)
-    if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
-        return Invalid(
-            "Secret",
-            namespace,
-            name,
-            uid,
-            "InvalidSpec",
-            f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]: Required value: provider "
-            f'"{provider}" needs the name of the Secret holding its credentials',
+    credentials_path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]"
+    error: FieldError | None = None
+    if provider not in names.SERVABLE_PROVIDERS:
+        error = provider_error(f"metadata.labels[{names.LABEL_PROVIDER}]", provider, names.SERVABLE_PROVIDERS)
+    elif provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
+        error = FieldError(
+            credentials_path,
+            "Required value",
+            f'provider "{provider}" needs the name of the Secret holding its credentials',
         )
-    if credentials == name:
-        return Invalid(
-            "Secret",
-            namespace,
+    elif credentials == name:
+        error = FieldError(
+            credentials_path,
+            "Invalid value",
+            "the credentials must live in another Secret (this one receives the token)",
             name,
-            uid,
-            "InvalidSpec",
-            f'metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]: Invalid value: "{name}": the '
-            "credentials must live in another Secret (this one receives the token)",
         )
+    if error is not None:
+        return Invalid("Secret", namespace, name, uid, "InvalidSpec", str(error))
     return Target(
         kind="Secret",
         namespace=namespace,

@@ -26,7 +26,11 @@ go mod download
 for cmd in etcd kube-apiserver kubectl; do
   t0=$(date +%s)
   echo "control plane: building $cmd (the first build takes several minutes on 2 cores)..." >&2
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/bin/$cmd" "./$cmd"
+  # a heartbeat, so a long compile never looks like a hang
+  ( while sleep 30; do echo "control plane: still building $cmd ($(( $(date +%s) - t0 ))s)" >&2; done ) &
+  ticker=$!
+  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/bin/$cmd" "./$cmd" || { kill $ticker; exit 1; }
+  kill $ticker 2>/dev/null || true
   echo "control plane: built $cmd in $(( $(date +%s) - t0 ))s" >&2
 done
 rm -rf "$dir"; mv "$tmp" "$dir"; trap - EXIT

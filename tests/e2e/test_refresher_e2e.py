@@ -195,7 +195,9 @@ async def test_gcp_service_account_key(kube: Kube, clouds: Clouds, namespace: st
     await create_secret(kube, namespace, "gcp-sa", {"gcpServiceAccount": json.dumps(key).encode()})
     async with refresher():
         await create_gitrepository(kube, namespace, "infra", "gcp", clouds.repo_url("gcp/infra"), "gcp-sa")
+        started = time.monotonic()
         secret = await filled(kube, namespace, "infra-git-token")
+        assert time.monotonic() - started < 1.0
     assert decoded(secret, "username") == "flux@demo-project.iam.gserviceaccount.com"
     assert (await ls_remote(clouds, "gcp/infra", secret)).returncode == 0
 
@@ -213,7 +215,9 @@ async def test_azure_per_object_identity_uses_a_real_token_request(
         await create_gitrepository(
             kube, namespace, "fleet", "azure", clouds.repo_url("azure/fleet"), serviceAccountName="git-reader"
         )
+        started = time.monotonic()
         secret = await filled(kube, namespace, "fleet-git-token")
+        assert time.monotonic() - started < 1.0
     assert decoded(secret, "username") == "azure-devops"
     assert (await ls_remote(clouds, "azure/fleet", secret)).returncode == 0
 

@@ -1,0 +1,170 @@
+"""The refresher's pure parts: targets from objects, the mint plan, renewal times."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from common import names
+from common.gitrepository import PolicyConfig
+from refresher.credentials import gcp_credential, github_credential
+from refresher.errors import PermanentError, TemporaryError
+from refresher.plan import MAX_REPOSITORIES, github_repository, make_plan
+from refresher.schedule import Backoff, renew_at
+from refresher.targets import Invalid, Target, from_gitrepository, from_opted_in_secret, parse_duration
+
+KEY = b"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
+
+
+def gitrepo(name: str, url: str, **annotations: str) -> dict[str, object]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "apps",
+            "uid": f"uid-{name}",
+            "annotations": {
+                names.ANNOTATION_PROVIDER: "github",
+                names.ANNOTATION_CREDENTIALS_SECRET: "app",
+                **annotations,
+            },
+        },
+        "spec": {
+            "interval": "5m",
+            "timeout": "1m30s",
+            "url": url,
+            "provider": "generic",
+            "secretRef": {"name": f"{name}-git-token"},
+        },
+    }
+
+
+def github(installation: str | None = "7") -> object:
+    data = {"githubAppID": b"1", "githubAppPrivateKey": KEY}
+    if installation:
+        data["githubAppInstallationID"] = installation.encode()
+    return github_credential(data, "app")
+
+
+def test_target_from_a_translated_gitrepository() -> None:
+    target = from_gitrepository(gitrepo("web", "https://github.com/acme/web"), PolicyConfig())
+    assert isinstance(target, Target)
+    assert (target.secret, target.credentials, target.urls) == (
+        "web-git-token",
+        "app",
+        ("https://github.com/acme/web",),
+    )
+    assert target.consumer_window_s == 2 * (300 + 90)
+    assert dict(target.permissions) == {"contents": "read"}
+
+
+def test_unmanaged_gitrepository_is_not_a_target() -> None:
+    obj = gitrepo("web", "https://github.com/acme/web")
+    obj["metadata"]["annotations"] = {}  # type: ignore[index]
+    assert from_gitrepository(obj, PolicyConfig()) is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "message"),
+    [
+        (
+            {names.LABEL_PROVIDER: "GitHub"},
+            {},
+            'metadata.labels[flux-passwordless.io/provider]: Unsupported value: "GitHub"',
+        ),
+        (
+            {names.LABEL_PROVIDER: "github"},
+            {},
+            "metadata.annotations[flux-passwordless.io/credentials-secret]: Required",
+        ),
+        ({names.LABEL_PROVIDER: "github"}, {names.ANNOTATION_CREDENTIALS_SECRET: "pat"}, "must live in another Secret"),
+    ],
+)
+def test_opted_in_secret_rules(labels: dict[str, str], annotations: dict[str, str], message: str) -> None:
+    obj = {"metadata": {"name": "pat", "namespace": "apps", "uid": "u", "labels": labels, "annotations": annotations}}
+    result = from_opted_in_secret(obj)
+    assert isinstance(result, Invalid)
+    assert message in result.message
+
+
+def test_one_token_per_credential_scoped_to_the_union_of_repositories() -> None:
+    credential = github()
+    targets = [
+        from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i % 3}"), PolicyConfig()) for i in range(9)
+    ]
+    plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
+    assert len(plan.requests) == 1
+    request = next(iter(plan.requests.values()))
+    assert request.repositories == ("repo-0", "repo-1", "repo-2")
+    assert request.installation == ("id", "7")
+    assert len(set(plan.assignment.values())) == 1
+
+
+def test_more_than_500_repositories_split_into_tokens() -> None:
+    credential = github()
+    targets = [
+        from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i}"), PolicyConfig()) for i in range(1201)
+    ]
+    plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
+    sizes = sorted(len(r.repositories or ()) for r in plan.requests.values())
+    assert sizes == [201, MAX_REPOSITORIES, MAX_REPOSITORIES]
+
+
+def test_permissions_and_installation_scope_change_the_token() -> None:
+    credential = github()
+    reader = from_gitrepository(gitrepo("a", "https://github.com/acme/a"), PolicyConfig())
+    writer = from_gitrepository(
+        gitrepo("b", "https://github.com/acme/b", **{names.ANNOTATION_GITHUB_PERMISSIONS: "contents:write"}),
+        PolicyConfig(),
+    )
+    plan = make_plan([(reader, credential), (writer, credential)])  # type: ignore[list-item]
+    assert len(plan.requests) == 2
+    assert {dict(r.permissions)["contents"] for r in plan.requests.values()} == {"read", "write"}
+    whole = make_plan([(reader, credential)], github_scope="installation")  # type: ignore[list-item]
+    assert next(iter(whole.requests.values())).repositories is None
+
+
+def test_gcp_targets_share_a_token_per_key() -> None:
+    key = gcp_credential(
+        {"gcpServiceAccount": b'{"type":"service_account","client_email":"a@b","private_key":"k","token_uri":"t"}'},
+        "sa",
+    )
+    targets = [
+        from_gitrepository(gitrepo(f"g{i}", "https://source.developers.google.com/p/p/r/x"), PolicyConfig())
+        for i in range(5)
+    ]
+    plan = make_plan([(t, key) for t in targets])  # type: ignore[misc]
+    assert len(plan.requests) == 1
+
+
+def test_renewal_at_80_percent_or_earlier_for_the_consumer() -> None:
+    rng = random.Random(1)
+    at = renew_at(0, 3600, 0, rng)
+    assert 2880 - 120 <= at <= 2880
+    at = renew_at(0, 3600, 1800, rng)  # the consumer needs 30 minutes left
+    assert 1800 - 120 <= at <= 1800
+    at = renew_at(0, 3600, 7200, rng)  # cannot be met: never sooner than 10% in
+    assert 360 - 120 <= at <= 360
+
+
+def test_backoff_is_capped_and_honours_retry_after() -> None:
+    rng = random.Random(2)
+    backoff = Backoff(base_s=1, cap_s=60)
+    assert backoff.retry_at(0, 1, PermanentError("bad key"), rng) is None
+    delays = [backoff.retry_at(0, n, TemporaryError("5xx"), rng) for n in range(1, 12)]
+    assert all(d is not None and d <= 60 for d in delays)
+    last = delays[-1]
+    assert last is not None
+    assert last >= 30
+    assert backoff.retry_at(0, 1, TemporaryError("429", retry_after=42), rng) == 42
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1m", 60), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("bad", 7)])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, 7) == seconds
+
+
+def test_github_repository_from_urls() -> None:
+    assert github_repository("https://github.com/acme/app.git") == ("acme", "app")
+    assert github_repository("acme/app") == ("acme", "app")
+    assert github_repository("https://github.com/acme") is None
