@@ -19,7 +19,7 @@ from refresher.controller import Controller
 from refresher.events import EventRecorder
 from refresher.leader import LeaderElector
 from refresher.providers import Provider
-from refresher.providers.azure import AzureProvider
+from refresher.providers.azure import AzureProvider, TokenRequester
 from refresher.providers.gcp import GcpProvider
 from refresher.providers.github import GitHubProvider
 
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_TOKEN_SECONDS = 600
 
 
-def token_requester(api: client.ApiClient):  # type: ignore[no-untyped-def]
+def token_requester(api: client.ApiClient) -> TokenRequester:
+    """A short-lived token for a tenant's ServiceAccount (TokenRequest), for Azure per-object identity."""
     core = client.CoreV1Api(api)
 
     async def request(namespace: str, service_account: str, audience: str) -> str:

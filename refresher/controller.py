@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -76,8 +77,8 @@ class Stats:
     writes: int = 0
     passes: int = 0
     conflicts: int = 0
+    write_failures: int = 0
     last_converged: float = 0.0
-    converged: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _key(obj: dict[str, Any]) -> Key:
@@ -278,7 +279,7 @@ class Controller:
             if isinstance(target, Target) and target.provider == names.PROVIDER_GITHUB:
                 urls = tuple(sorted({*target.urls, *referenced.get((ns, name), ())}))
                 if urls != target.urls:
-                    target = Target(**{**target.__dict__, "urls": urls})
+                    target = dataclasses.replace(target, urls=urls)
             yield target
 
     async def reconcile(self) -> float:
@@ -487,6 +488,7 @@ class Controller:
 
     async def _write_all(self, pairs: list[tuple[Target, Credential]], plan: Plan) -> None:
         now = self._clock()
+        failures_before = self.stats.write_failures
         jobs = (
             (target, credential, state.token)
             for target, credential in pairs
@@ -501,10 +503,9 @@ class Controller:
                 await self._write(target, credential, token, now)
 
         await asyncio.gather(*(worker() for _ in range(self._config.write_concurrency)))
-        self.stats.last_converged = self._clock()
-        metrics.LAST_SYNC.set(self.stats.last_converged)
-        if all(self._tokens.get(plan.assignment[t.key], TokenState()).token for t, _ in pairs):
-            self.stats.converged.set()
+        if self.stats.write_failures == failures_before:
+            self.stats.last_converged = self._clock()
+            metrics.LAST_SYNC.set(self.stats.last_converged)
 
     async def _write(self, target: Target, credential: Credential, token: Token, now: float) -> None:
         key = (target.namespace, target.secret)
@@ -585,6 +586,7 @@ class Controller:
         return True
 
     def _write_failed(self, target: Target, err: ApiException) -> bool:
+        self.stats.write_failures += 1
         metrics.SECRET_WRITES.labels("failed").inc()
         log.warning(
             "secret write failed", extra={"namespace": target.namespace, "secret": target.secret, "status": err.status}
@@ -601,6 +603,7 @@ class Controller:
         return False
 
     def _unreachable(self, target: Target, err: BaseException) -> bool:
+        self.stats.write_failures += 1
         metrics.SECRET_WRITES.labels("failed").inc()
         log.warning(
             "secret write failed: apiserver unreachable",
