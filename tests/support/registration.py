@@ -22,11 +22,13 @@ SHIPPED = REPO / "manifests" / "base" / "webhook-configuration.yaml"
 
 def webhook_configuration(name: str, url: str, ca_pem: bytes, pod_namespace_label: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(SHIPPED.read_text()))
+    config_name = config["metadata"]["name"]
     config["metadata"]["name"] = name
     for hook in config["webhooks"]:
         path = hook["clientConfig"]["service"]["path"]
         hook["clientConfig"] = {"url": f"{url}{path}", "caBundle": base64.b64encode(ca_pem).decode()}
-        hook["name"] = f"{hook['name'].split('.')[0]}.{name}.flux-passwordless.io"
+        if name != config_name:  # several registrations side by side (tests) need distinct webhook names
+            hook["name"] = f"{hook['name'].split('.')[0]}.{name}.flux-passwordless.io"
         if pod_namespace_label is not None:
             # confine this registration to namespaces carrying the given label (independent test runs)
             hook["namespaceSelector"].setdefault("matchLabels", {})[pod_namespace_label] = "true"
