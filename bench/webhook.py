@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certs.files import CA_CERT, TLS_CERT, TLS_KEY, ensure_files
+from tests.support.reviews import gitrepository_review
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BENCH = Path(os.environ.get("FLUX_PASSWORDLESS_SHARED", str(REPO.parent / "shared"))) / "bench"
@@ -143,33 +144,20 @@ def load(url: str, body: Path, connections: int, seconds: int, script: Path) -> 
     return Result(data["requests"] / data["seconds"], data["p50_us"] / 1000, data["p99_us"] / 1000, data["errors"])
 
 
-def gitrepository_review(tmp: Path) -> Path:
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "b5d7e1c2-0000-4000-8000-000000000001",
-            "kind": {"group": "source.toolkit.fluxcd.io", "version": "v1", "kind": "GitRepository"},
-            "resource": {"group": "source.toolkit.fluxcd.io", "version": "v1", "resource": "gitrepositories"},
-            "namespace": "apps",
-            "name": "podinfo",
-            "operation": "CREATE",
-            "object": {
-                "apiVersion": "source.toolkit.fluxcd.io/v1",
-                "kind": "GitRepository",
-                "metadata": {"name": "podinfo", "namespace": "apps", "labels": {"team": "a"}},
-                "spec": {
-                    "interval": "5m",
-                    "url": "https://github.com/stefanprodan/podinfo",
-                    "ref": {"branch": "main"},
-                    "provider": "github",
-                    "secretRef": {"name": "github-app"},
-                },
-            },
-        },
+def gitrepository_body(tmp: Path) -> Path:
+    """A realistic GitRepository CREATE (github, translated by the webhook) as a file for wrk."""
+    spec = {
+        "interval": "5m",
+        "url": "https://github.com/stefanprodan/podinfo",
+        "ref": {"branch": "main"},
+        "provider": "github",
+        "secretRef": {"name": "github-app"},
     }
+    metadata = {"name": "podinfo", "namespace": "apps", "labels": {"team": "a"}}
     path = tmp / "gitrepository_review.json"
-    path.write_text(json.dumps(review))
+    path.write_text(
+        json.dumps(gitrepository_review(spec, uid="b5d7e1c2-0000-4000-8000-000000000001", metadata=metadata))
+    )
     return path
 
 
@@ -194,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         cert, key = tmp / "tls" / TLS_CERT, tmp / "tls" / TLS_KEY
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
-        git_body = gitrepository_review(tmp)
+        git_body = gitrepository_body(tmp)
         samples: dict[tuple[str, str, int], list[Result]] = {}
         y_port, o_port = free_port(), free_port()
         yard_argv = [

@@ -126,74 +126,62 @@ class Controller:
     def _make_informers(self) -> list[Informer]:
         custom = client.CustomObjectsApi(self._api)
         group, version, plural = names.FLUX_SOURCE_GROUP, "v1", names.GITREPOSITORY_PLURAL
+        ours = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE}"
         informers = []
         scopes: list[str | None] = list(self._config.namespaces) or [None]
         for ns in scopes:
+            where = "" if ns is None else f"/{ns}"
+            list_git: Callable[..., Any]
+            list_secrets: Callable[..., Any]
+            git_args: tuple[str, ...]
+            secret_args: tuple[str, ...]
             if ns is None:
-                git = Informer(
-                    custom.list_cluster_custom_object,
-                    self._on_gitrepo,
-                    self._on_gitrepos,
-                    what="gitrepositories",
-                    list_args=(group, version, plural),
-                )
-                opt = Informer(
-                    self._core.list_secret_for_all_namespaces,
-                    self._on_opt_in,
-                    self._on_opt_ins,
-                    what="secrets(opt-in)",
-                    label_selector=names.LABEL_PROVIDER,
-                )
-                out = Informer(
-                    self._core.list_secret_for_all_namespaces,
-                    self._on_output,
-                    self._on_outputs,
-                    what="secrets(ours)",
-                    label_selector=f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE}",
-                )
+                list_git, git_args = custom.list_cluster_custom_object, (group, version, plural)
+                list_secrets, secret_args = self._core.list_secret_for_all_namespaces, ()
             else:
-                git = Informer(
-                    custom.list_namespaced_custom_object,
+                list_git, git_args = custom.list_namespaced_custom_object, (group, version, ns, plural)
+                list_secrets, secret_args = self._core.list_namespaced_secret, (ns,)
+            informers += [
+                Informer(
+                    list_git,
                     self._on_gitrepo,
-                    self._scoped(self._on_gitrepos, ns),
-                    what=f"gitrepositories/{ns}",
-                    list_args=(group, version, ns, plural),
-                )
-                opt = Informer(
-                    self._core.list_namespaced_secret,
+                    self._relisted(self._gitrepos, self._references, ns=ns),
+                    what=f"gitrepositories{where}",
+                    list_args=git_args,
+                ),
+                Informer(
+                    list_secrets,
                     self._on_opt_in,
-                    self._scoped(self._on_opt_ins, ns),
-                    what=f"secrets(opt-in)/{ns}",
+                    self._relisted(self._opt_ins, ns=ns),
+                    what=f"secrets(opt-in){where}",
                     label_selector=names.LABEL_PROVIDER,
-                    list_args=(ns,),
-                )
-                out = Informer(
-                    self._core.list_namespaced_secret,
+                    list_args=secret_args,
+                ),
+                Informer(
+                    list_secrets,
                     self._on_output,
-                    self._scoped(self._on_outputs, ns),
-                    what=f"secrets(ours)/{ns}",
-                    list_args=(ns,),
-                    label_selector=f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE}",
-                )
-            informers += [git, opt, out]
+                    self._relisted(self._outputs, ns=ns),
+                    what=f"secrets(ours){where}",
+                    label_selector=ours,
+                    list_args=secret_args,
+                ),
+            ]
         return informers
 
-    @staticmethod
-    def _scoped(handler: Callable[[set[Key], str | None], None], ns: str) -> Callable[[set[Key]], None]:
-        return lambda keys: handler(keys, ns)
+    def _relisted(self, *stores: dict[Key, Any], ns: str | None = None) -> Callable[[set[Key]], None]:
+        """The on_relist callback of an informer feeding ``stores`` (within ``ns``, or everywhere): drop every
+        key the fresh list no longer holds."""
+
+        def prune(keys: set[Key]) -> None:
+            for store in stores:
+                for key in [k for k in store if (ns is None or k[0] == ns) and k not in keys]:
+                    del store[key]
+            self._touch()
+
+        return prune
 
     def _touch(self) -> None:
         self._wake.set()
-
-    @staticmethod
-    def _prune(store: dict[Key, Any], keys: set[Key], ns: str | None) -> None:
-        for key in [k for k in store if (ns is None or k[0] == ns) and k not in keys]:
-            del store[key]
-
-    def _on_gitrepos(self, keys: set[Key], ns: str | None = None) -> None:
-        self._prune(self._gitrepos, keys, ns)
-        self._prune(self._references, keys, ns)
-        self._touch()
 
     def _on_gitrepo(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
@@ -210,10 +198,6 @@ class Controller:
                     self._references[key] = (key[0], str(secret), str(url))
         self._touch()
 
-    def _on_opt_ins(self, keys: set[Key], ns: str | None = None) -> None:
-        self._prune(self._opt_ins, keys, ns)
-        self._touch()
-
     def _on_opt_in(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
         target = from_opted_in_secret(obj) if kind != "DELETED" else None
@@ -221,10 +205,6 @@ class Controller:
             self._opt_ins.pop(key, None)
         else:
             self._opt_ins[key] = (target, digest(obj, OPT_IN_KEYS))
-        self._touch()
-
-    def _on_outputs(self, keys: set[Key], ns: str | None = None) -> None:
-        self._prune(self._outputs, keys, ns)
         self._touch()
 
     def _on_output(self, kind: str, obj: dict[str, Any]) -> None:

@@ -80,9 +80,8 @@ async def test_github_without_secretref_is_denied(webhook: RunningWebhook, kube:
     assert 'spec.secretRef: Required value: provider "github" needs a secretRef' in out.stderr
 
 
-async def test_gcp_is_translated_and_reapply_is_a_no_op(
-    webhook: RunningWebhook, kube: Kube, namespace: str, tmp_path: Path
-) -> None:
+def infra_manifest(tmp_path: Path, namespace: str) -> Path:
+    """The user's gcp GitRepository, as a file (re-applied unchanged by the idempotency tests)."""
     manifest = tmp_path / "infra.yaml"
     manifest.write_text(
         gitrepository(
@@ -93,6 +92,13 @@ async def test_gcp_is_translated_and_reapply_is_a_no_op(
             secretRef={"name": "gcp-sa"},
         )
     )
+    return manifest
+
+
+async def test_gcp_is_translated_and_reapply_is_a_no_op(
+    webhook: RunningWebhook, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    manifest = infra_manifest(tmp_path, namespace)
     out = await kubectl(kube, "apply", "-f", str(manifest))
     assert out.returncode == 0, out.stderr
     assert 'Warning: Secret "gcp-sa" does not exist yet' in out.stderr
@@ -120,16 +126,7 @@ async def test_gcp_is_translated_and_reapply_is_a_no_op(
 async def test_server_side_apply_is_translated_and_reapply_is_a_no_op(
     webhook: RunningWebhook, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
-    manifest = tmp_path / "infra.yaml"
-    manifest.write_text(
-        gitrepository(
-            "infra",
-            namespace,
-            url="https://source.developers.google.com/p/p/r/infra",
-            provider="gcp",
-            secretRef={"name": "gcp-sa"},
-        )
-    )
+    manifest = infra_manifest(tmp_path, namespace)
     out = await kubectl(kube, "apply", "--server-side", "-f", str(manifest))
     assert out.returncode == 0, out.stderr
     stored = await get_gitrepository(kube, namespace, "infra")

@@ -16,6 +16,7 @@ import pytest
 
 from certs.authority import KeyPair, issue_serving, new_ca
 from certs.files import TLS_CERT, TLS_KEY, write_atomic
+from tests.support.reviews import gitrepository_review
 from tests.support.webhook import RunningWebhook, running_webhook
 
 BENCH = Path(__file__).parents[2].parent / "shared" / "bench"
@@ -47,29 +48,6 @@ def pod_review(**overrides: Any) -> dict[str, Any]:
                         }
                     ],
                 },
-            },
-        },
-    }
-    review["request"].update(overrides)
-    return review
-
-
-def gitrepository_review(spec: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    review: dict[str, Any] = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "b1c2",
-            "kind": {"group": "source.toolkit.fluxcd.io", "version": "v1", "kind": "GitRepository"},
-            "resource": {"group": "source.toolkit.fluxcd.io", "version": "v1", "resource": "gitrepositories"},
-            "namespace": "apps",
-            "name": "podinfo",
-            "operation": "CREATE",
-            "object": {
-                "apiVersion": "source.toolkit.fluxcd.io/v1",
-                "kind": "GitRepository",
-                "metadata": {"name": "podinfo", "namespace": "apps"},
-                "spec": spec,
             },
         },
     }
