@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -448,17 +449,33 @@ async def test_no_token_in_logs_or_events(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
-    async with refresher():
+    async with refresher() as instance:
+        runner = web.AppRunner(instance.health_app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         await create_gitrepository(kube, namespace, "app", "github", clouds.repo_url("acme/app"), "github-app")
         secret = await filled(kube, namespace, "app-git-token")
         clouds.github.fail_next(401)
         await create_gitrepository(kube, namespace, "docs", "github", clouds.repo_url("acme/docs"), "github-app")
         await asyncio.sleep(1.5)
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            for path in ("/healthz", "/readyz"):
+                async with http.get(path) as resp:
+                    assert resp.status == 200, path
+            async with http.get("/metrics") as resp:
+                metrics_text = await resp.text()
+        await runner.cleanup()
+    assert 'flux_passwordless_mints_total{provider="github",result="ok"}' in metrics_text
+    assert 'flux_passwordless_mints_total{provider="github",result="Unauthorized"}' in metrics_text
+    assert f'flux_passwordless_token_expiry_timestamp_seconds{{namespace="{namespace}",secret="app-git-token"}}' in (
+        metrics_text
+    )
     token = decoded(secret, "password")
     secrets_seen = [token, clouds.github_private_key.decode().splitlines()[1]]
     events = await client.CoreV1Api(kube.api).list_namespaced_event(namespace)
     assert events.items, "events were recorded"
-    for text in [caplog.text, *(e.message for e in events.items)]:
+    for text in [caplog.text, metrics_text, *(e.message for e in events.items)]:
         for value in secrets_seen:
             assert value not in text
     assert "token minted" in caplog.text
