@@ -258,8 +258,8 @@ async def run_local(exit_after: bool) -> int:
     say()
     progress("building (first time only, several minutes) or finding the control plane binaries ...")
     bin_dir = await asyncio.to_thread(binaries_dir, True)
-    state = REPO / ".dev" / "run"
-    shutil.rmtree(state, ignore_errors=True)
+    (REPO / ".dev").mkdir(exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="run-", dir=REPO / ".dev"))  # one per run: runs never collide
     plane = ControlPlane(state, bin_dir)
     progress("starting etcd and kube-apiserver ...")
     await asyncio.to_thread(plane.start)
@@ -308,6 +308,7 @@ async def run_local(exit_after: bool) -> int:
     finally:
         progress("tearing down the control plane")
         await asyncio.to_thread(plane.stop)
+        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
