@@ -241,8 +241,11 @@ class Controller:
                     )
                     next_due = self._clock() + delay
                 timeout = max(next_due - self._clock(), 0.05)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the
+                # wake-up, and this loop would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 await asyncio.sleep(0.05)  # coalesce bursts of watch events into one pass
         finally:
             for task in tasks:

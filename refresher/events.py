@@ -146,7 +146,8 @@ class EventRecorder:
     async def drain(self, within_s: float = 5.0) -> None:
         """Let queued Events be written, for at most ``within_s`` seconds (the apiserver may be gone), then stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), within_s)
+            async with asyncio.timeout(within_s):
+                await self._queue.join()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

@@ -102,7 +102,8 @@ class LeaderElector:
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.wait_for(self._try(), self._retry_s * 2)
+            async with asyncio.timeout(self._retry_s * 2):
+                return await self._try()
         except (ApiException, OSError, TimeoutError) as err:
             log.warning("lease request failed", extra={"lease": self.name, "error": type(err).__name__})
             return False
@@ -141,7 +142,8 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the lease up (only if we hold it) so a standby need not wait for it to expire."""
         try:
-            await asyncio.wait_for(self._release(), self._retry_s * 2)
+            async with asyncio.timeout(self._retry_s * 2):
+                await self._release()
         except (ApiException, OSError, TimeoutError) as err:
             log.warning("lease not released", extra={"lease": self.name, "error": type(err).__name__})
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +27,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+HANG_REPORT_AFTER_S = float(os.environ.get("FLUX_PASSWORDLESS_HANG_REPORT_S", "120"))
+
+
+@pytest.fixture(autouse=True)
+async def report_hangs(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """If a test runs long, print every asyncio task's stack (pytest-timeout shows only threads, which are idle
+    when an await never returns)."""
+
+    async def watchdog() -> None:
+        await asyncio.sleep(HANG_REPORT_AFTER_S)
+        print(
+            f"\n=== {request.node.nodeid} still running after {HANG_REPORT_AFTER_S:.0f}s; asyncio tasks:",
+            file=sys.stderr,
+        )
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.print_stack(file=sys.stderr)
+
+    task = asyncio.create_task(watchdog())
+    yield
+    task.cancel()
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,8 @@ class GcpProvider:
         credentials = self._credentials(key, request.scopes)
         issued = self._clock()
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._refresh, credentials), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await asyncio.to_thread(self._refresh, credentials)
         except TimeoutError:
             raise TemporaryError("Google token endpoint timed out", "Unreachable") from None
         except google.auth.exceptions.RefreshError as err:

@@ -59,8 +59,10 @@ def refresher(kube: Kube, clouds: Clouds, namespace: str) -> RefresherFactory:
                 yield instance
             finally:
                 task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=15)
+                assert done, "the refresher did not stop within 15s of being cancelled"
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    task.result()
 
     return start
 
