@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common import names
 from common.kube import api_client, read_json
+from common.process import run_until_signalled
 from refresher.config import RefresherConfig
 from refresher.controller import Controller
 from refresher.events import EventRecorder
@@ -135,8 +135,4 @@ async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
 
 
 async def run(config: RefresherConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
+    await run_until_signalled(lambda stop: serve(config, stop))

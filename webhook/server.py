@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.kube import api_client
+from common.process import run_until_signalled
 from webhook import admission
 from webhook.config import WebhookConfig
 from webhook.lookups import SecretKeyLookup, ServiceAccountCache, ServiceAccounts, StaticServiceAccounts
@@ -133,8 +133,4 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
 
 
 async def run(config: WebhookConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
+    await run_until_signalled(lambda stop: serve(config, stop))

@@ -244,23 +244,32 @@ async def test_azure_own_identity_is_refused_outside_identity_namespaces(
 # --- renewal, rotation, failures --------------------------------------------------------------------
 
 
-async def test_renews_before_expiry_and_expired_tokens_stop_working(
-    kube: Kube, clouds: Clouds, namespace: str, refresher: RefresherFactory
-) -> None:
+@contextlib.asynccontextmanager
+async def short_lived_app(
+    kube: Kube, clouds: Clouds, namespace: str, refresher: RefresherFactory, lifetime_s: float
+) -> AsyncIterator[client.V1Secret]:
+    """A refresher serving GitRepository "app" (interval and timeout 1s) with tokens living ``lifetime_s``;
+    yields the Secret holding the first token."""
     await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
-    clouds.github.token_lifetime_s = 6
+    clouds.github.token_lifetime_s = lifetime_s
     try:
         async with refresher():
             await create_gitrepository(
                 kube, namespace, "app", "github", clouds.repo_url("acme/app"), "github-app", interval="1s", timeout="1s"
             )
-            first = await filled(kube, namespace, "app-git-token")
-            first_password = decoded(first, "password")
-            first_expiry = clouds.github.issued[first_password].expires_at
-            second = await filled(kube, namespace, "app-git-token", timeout=10, not_password=first_password)
-            renewed_at = time.time()
+            yield await filled(kube, namespace, "app-git-token")
     finally:
         clouds.github.token_lifetime_s = 3600
+
+
+async def test_renews_before_expiry_and_expired_tokens_stop_working(
+    kube: Kube, clouds: Clouds, namespace: str, refresher: RefresherFactory
+) -> None:
+    async with short_lived_app(kube, clouds, namespace, refresher, lifetime_s=6) as first:
+        first_password = decoded(first, "password")
+        first_expiry = clouds.github.issued[first_password].expires_at
+        second = await filled(kube, namespace, "app-git-token", timeout=10, not_password=first_password)
+        renewed_at = time.time()
     assert renewed_at < first_expiry, "renewed before the old token expired"
     assert (await ls_remote(clouds, "acme/app", second)).returncode == 0
     await asyncio.sleep(max(first_expiry - time.time(), 0) + 0.2)
@@ -297,30 +306,21 @@ def _public_of(private_pem: bytes) -> bytes:
 async def test_rate_limit_keeps_the_old_token_and_retries_after_retry_after(
     kube: Kube, clouds: Clouds, namespace: str, refresher: RefresherFactory
 ) -> None:
-    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
-    clouds.github.token_lifetime_s = 8
-    try:
-        async with refresher():
-            await create_gitrepository(
-                kube, namespace, "app", "github", clouds.repo_url("acme/app"), "github-app", interval="1s", timeout="1s"
-            )
-            first = await filled(kube, namespace, "app-git-token")
-            first_password = decoded(first, "password")
-            clouds.github.fail_next(429, headers={"Retry-After": "2"})
-            mints_before = clouds.github.mints
+    async with short_lived_app(kube, clouds, namespace, refresher, lifetime_s=8) as first:
+        first_password = decoded(first, "password")
+        clouds.github.fail_next(429, headers={"Retry-After": "2"})
+        mints_before = clouds.github.mints
 
-            async def warned() -> bool:
-                return any(e.reason == "TokenMintFailed" for e in await events_for(kube, namespace, "app"))
+        async def warned() -> bool:
+            return any(e.reason == "TokenMintFailed" for e in await events_for(kube, namespace, "app"))
 
-            await eventually(warned, timeout=10, what="TokenMintFailed event")
-            failed_at = time.monotonic()
-            kept = await read_secret(kube, namespace, "app-git-token")
-            assert kept is not None
-            assert decoded(kept, "password") == first_password, "the old token stays while it is valid"
-            second = await filled(kube, namespace, "app-git-token", timeout=10, not_password=first_password)
-            retried_after = time.monotonic() - failed_at
-    finally:
-        clouds.github.token_lifetime_s = 3600
+        await eventually(warned, timeout=10, what="TokenMintFailed event")
+        failed_at = time.monotonic()
+        kept = await read_secret(kube, namespace, "app-git-token")
+        assert kept is not None
+        assert decoded(kept, "password") == first_password, "the old token stays while it is valid"
+        second = await filled(kube, namespace, "app-git-token", timeout=10, not_password=first_password)
+        retried_after = time.monotonic() - failed_at
     assert retried_after >= 1.5, f"retried {retried_after:.1f}s after the 429, Retry-After was 2s"
     assert clouds.github.mints == mints_before + 1, "one failed attempt (not counted), then one success"
     event = next(e for e in await events_for(kube, namespace, "app") if e.reason == "TokenMintFailed")
