@@ -75,5 +75,6 @@ async def review_pod(request: admission.Request, config: WebhookConfig, accounts
     return Outcome(admission.allow(request, patch), "patched" if patch else "allowed")
 
 
-GITREPOSITORY_KINDS = (names.GITREPOSITORY_KIND,)
-POD_KINDS = ("Pod",)
+# What each endpoint decodes: a GitRepository whole, a Pod only as far as the injectors read it.
+GITREPOSITORY_REVIEWS = admission.schema((names.GITREPOSITORY_KIND,))
+POD_REVIEWS = admission.schema(("Pod",), pod_view=True)

@@ -175,7 +175,7 @@ async def test_dry_run_gets_the_same_answer(http: aiohttp.ClientSession) -> None
 
 MALFORMED: list[tuple[str, bytes | dict[str, Any], str]] = [
     ("not-json", b"{this is not json", "body is not JSON"),
-    ("not-an-object", b"[1, 2, 3]", "body is not a JSON object"),
+    ("not-an-object", b"[1, 2, 3]", "Expected `object`, got `array` - at `$`"),
     ("wrong-review-kind", {"apiVersion": "v1", "kind": "Pod"}, "expected kind AdmissionReview"),
     ("no-request", {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "has no request"),
     ("no-uid", {**pod_review(), "request": {**pod_review()["request"], "uid": ""}}, "request.uid is missing"),
@@ -187,7 +187,22 @@ MALFORMED: list[tuple[str, bytes | dict[str, Any], str]] = [
     (
         "object-not-a-map",
         {**pod_review(), "request": {**pod_review()["request"], "object": "pod"}},
-        "request.object is not an object",
+        "Expected `object | null`, got `str` - at `$.request.object`",
+    ),
+    (
+        "annotations-not-a-map",
+        {**pod_review(), "request": {**pod_review()["request"], "object": {"metadata": {"annotations": 5}}}},
+        "Expected `object`, got `int` - at `$.request.object.metadata.annotations`",
+    ),
+    (
+        "containers-not-a-list",
+        {**pod_review(), "request": {**pod_review()["request"], "object": {"spec": {"containers": {"a": 1}}}}},
+        "Expected `array`, got `object` - at `$.request.object.spec.containers`",
+    ),
+    (
+        "uid-not-a-string",
+        {**pod_review(), "request": {**pod_review()["request"], "uid": 7}},
+        "Expected `str`, got `int` - at `$.request.uid`",
     ),
     (
         "wrong-resource-kind",
@@ -197,7 +212,7 @@ MALFORMED: list[tuple[str, bytes | dict[str, Any], str]] = [
     (
         "metadata-wrong-type",
         {**pod_review(), "request": {**pod_review()["request"], "object": {"metadata": 5}}},
-        "object.metadata is not",
+        "Expected `object`, got `int` - at `$.request.object.metadata`",
     ),
 ]
 

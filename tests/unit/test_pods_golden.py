@@ -6,11 +6,14 @@ import copy
 from pathlib import Path
 
 import jsonpatch
+import msgspec
 import pytest
 import yaml
 
+from webhook import admission
 from webhook.jsonpatch import diff
-from webhook.pods import PodConfig, PodRejected, mutate_pod
+from webhook.pods import Pod, PodConfig, PodRejected, mutate_pod
+from webhook.reviews import POD_REVIEWS
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "pods").glob("*.yaml"))
 
@@ -27,6 +30,9 @@ def test_golden(path: Path) -> None:
         with pytest.raises(PodRejected) as err:
             mutate_pod(pod, sa, config)
         assert str(err.value) == expect["denied"]
+        with pytest.raises(PodRejected) as err:
+            mutate_pod(as_the_webhook_decodes_it(pod), sa, config)
+        assert str(err.value) == expect["denied"]
         return
     mutation = mutate_pod(pod, sa, config)
     mutated, patch = mutation.pod, mutation.patch
@@ -41,3 +47,19 @@ def test_golden(path: Path) -> None:
     again = mutate_pod(mutated, sa, config)
     assert again.patch == [], "a second pass yields an empty patch"
     assert diff(mutated, again.pod) == []
+
+    view = as_the_webhook_decodes_it(pod)
+    assert len(msgspec.json.encode(view)) < len(msgspec.json.encode(pod)), "the view leaves fields out"
+    assert mutate_pod(view, sa, config).patch == patch, "the decoded view must give the patch the whole pod gives"
+
+
+def as_the_webhook_decodes_it(pod: Pod) -> Pod:
+    """The pod as the Pod endpoint sees it: only the fields in PodView."""
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE", "object": pod},
+    }
+    obj = admission.decode(msgspec.json.encode(review), POD_REVIEWS).object
+    assert obj is not None
+    return obj
