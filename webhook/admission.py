@@ -7,9 +7,9 @@ The Pod endpoint decodes ``webhook.pods.PodView``, not the whole pod; the GitRep
 
 from __future__ import annotations
 
-import base64
+import binascii
 from dataclasses import dataclass
-from typing import Any, TypedDict, cast
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -23,39 +23,31 @@ class BadReview(ValueError):
     """The body is not an AdmissionReview we can answer: the HTTP layer turns it into a 400."""
 
 
-class _GroupVersionKind(TypedDict, total=False):
-    group: str
-    version: str
-    kind: str
+T = TypeVar("T")
 
 
-class _RequestFields(TypedDict, total=False):
-    uid: str
-    kind: _GroupVersionKind
-    operation: str
-    namespace: str
-    name: str
-    subResource: str
+class GroupVersionKind(msgspec.Struct, frozen=True):
+    group: str = ""
+    version: str = ""
+    kind: str = ""
 
 
-class _ObjectRequest(_RequestFields, total=False):
-    object: dict[str, Any] | None
+class Request(msgspec.Struct, Generic[T], rename="camel"):
+    """``AdmissionReview.request``: the fields any review reads, with ``object`` typed per endpoint."""
+
+    uid: str = ""
+    kind: GroupVersionKind = GroupVersionKind()
+    operation: str = ""
+    namespace: str = ""
+    name: str = ""
+    sub_resource: str = ""
+    object: T | None = None
 
 
-class _PodRequest(_RequestFields, total=False):
-    object: PodView | None
-
-
-class _ObjectReview(TypedDict, total=False):
-    apiVersion: str
-    kind: str
-    request: _ObjectRequest
-
-
-class _PodReview(TypedDict, total=False):
-    apiVersion: str
-    kind: str
-    request: _PodRequest
+class Review(msgspec.Struct, Generic[T], rename="camel"):
+    api_version: str = ""
+    kind: str = ""
+    request: Request[T] | None = None
 
 
 _JSON_TYPES = {str: "str", int: "int", float: "float", bool: "bool", list: "array", type(None): "null"}
@@ -66,90 +58,72 @@ class Schema:
     """What one endpoint accepts: the resource kinds, and the decoder of its reviews."""
 
     kinds: tuple[str, ...]
-    decoder: msgspec.json.Decoder[Any]
+    decoder: msgspec.json.Decoder[Review[Any]]
 
 
 def schema(kinds: tuple[str, ...], *, pod_view: bool = False) -> Schema:
-    return Schema(kinds, msgspec.json.Decoder(_PodReview if pod_view else _ObjectReview))
+    return Schema(kinds, msgspec.json.Decoder(Review[PodView] if pod_view else Review[dict[str, Any]]))
 
 
-@dataclass(slots=True)
-class Request:
-    api_version: str
-    uid: str
-    kind: str  # request.kind.kind, e.g. "Pod"
-    operation: str
-    namespace: str
-    name: str
-    sub_resource: str
-    object: dict[str, Any] | None
-
-
-def decode(body: bytes, accepts: Schema) -> Request:
+def decode(body: bytes, accepts: Schema) -> Review[Any]:
+    """The review, checked: it has a request with a uid, a kind this endpoint takes, and an object to review."""
     try:
-        review = cast(_ObjectReview, accepts.decoder.decode(body))
+        review = accepts.decoder.decode(body)
     except msgspec.ValidationError as err:
         message = str(err)  # "Expected `str`, got `int` - at `$.request.uid`"; no path when it is the body itself
         raise BadReview(message if " - at `" in message else f"{message} - at `$`") from None
     except msgspec.DecodeError as err:
         raise BadReview(f"body is not JSON: {err}") from None
-    api_version = review.get("apiVersion", "")
-    if review.get("kind") != "AdmissionReview" or api_version not in API_VERSIONS:
+    if review.kind != "AdmissionReview" or review.api_version not in API_VERSIONS:
         raise BadReview(f"expected kind AdmissionReview, apiVersion one of {', '.join(API_VERSIONS)}")
-    request = review.get("request")
+    request = review.request
     if request is None:
         raise BadReview("AdmissionReview has no request")
-    uid = request.get("uid")
-    if not uid:
+    if not request.uid:
         raise BadReview("request.uid is missing")
-    kind = request.get("kind", {}).get("kind", "")
-    if kind not in accepts.kinds:
-        raise BadReview(f"request.kind.kind is {kind!r}; this endpoint reviews {', '.join(accepts.kinds)}")
-    operation = request.get("operation", "")
-    obj = request.get("object")
-    if operation in ("CREATE", "UPDATE") and obj is None:
-        raise BadReview(f"request.object is missing for a {operation}")
-    if obj is not None:
+    if request.kind.kind not in accepts.kinds:
+        got = request.kind.kind
+        raise BadReview(f"request.kind.kind is {got!r}; this endpoint reviews {', '.join(accepts.kinds)}")
+    obj = request.object
+    if obj is None:
+        if request.operation in ("CREATE", "UPDATE"):
+            raise BadReview(f"request.object is missing for a {request.operation}")
+    else:
         for field in ("metadata", "spec"):
             value = obj.get(field, {})
             if not isinstance(value, dict):
                 got = _JSON_TYPES.get(type(value), type(value).__name__)
                 raise BadReview(f"Expected `object`, got `{got}` - at `$.request.object.{field}`")
-    return Request(
-        api_version=api_version,
-        uid=uid,
-        kind=kind,
-        operation=operation,
-        namespace=request.get("namespace", ""),
-        name=request.get("name", ""),
-        sub_resource=request.get("subResource", ""),
-        object=obj,
-    )
+    return review
 
 
-def allow(request: Request, patch: Patch | None = None, warnings: list[str] | None = None) -> bytes:
-    response: dict[str, Any] = {"uid": request.uid, "allowed": True}
+def allow(review: Review[Any], patch: Patch | None = None, warnings: list[str] | None = None) -> bytes:
+    response: dict[str, Any] = {"uid": _uid(review), "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(_encode(patch)).decode()
+        response["patch"] = binascii.b2a_base64(_encode(patch), newline=False).decode()
     if warnings:
         response["warnings"] = warnings
-    return _review(request, response)
+    return _answer(review, response)
 
 
-def deny(request: Request, message: str, warnings: list[str] | None = None) -> bytes:
+def deny(review: Review[Any], message: str, warnings: list[str] | None = None) -> bytes:
     response: dict[str, Any] = {
-        "uid": request.uid,
+        "uid": _uid(review),
         "allowed": False,
         "status": {"status": "Failure", "code": 403, "reason": "Forbidden", "message": message},
     }
     if warnings:
         response["warnings"] = warnings
-    return _review(request, response)
+    return _answer(review, response)
 
 
 _encode = msgspec.json.Encoder().encode
 
 
-def _review(request: Request, response: dict[str, Any]) -> bytes:
-    return _encode({"apiVersion": request.api_version, "kind": "AdmissionReview", "response": response})
+def _uid(review: Review[Any]) -> str:
+    return review.request.uid if review.request is not None else ""
+
+
+def _answer(review: Review[Any], response: dict[str, Any]) -> bytes:
+    return _encode({"apiVersion": review.api_version, "kind": "AdmissionReview", "response": response})

@@ -311,9 +311,10 @@ SA_ANNOTATIONS_READ: frozenset[str] = frozenset(
 def mutate_pod(pod: Pod, sa_annotations: Mapping[str, str], config: PodConfig) -> Mutation:
     """The pod with the workload identity its ServiceAccount asks for. Raises PodRejected on bad input."""
     w = _Writer(pod)
-    providers = tuple(
-        i.provider for i in INJECTORS if sa_annotations.get(i.trigger) and i.apply(w, sa_annotations, config)
-    )
+    providers: tuple[str, ...] = ()
+    for injector in INJECTORS:
+        if sa_annotations.get(injector.trigger) and injector.apply(w, sa_annotations, config):
+            providers += (injector.provider,)
     if providers:
         current = _get(pod, "metadata", "annotations")
         value = ",".join(providers)

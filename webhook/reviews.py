@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, cast
 
 from common import names
 from common.gitrepository import (
@@ -20,24 +21,28 @@ from webhook import admission
 from webhook.config import WebhookConfig
 from webhook.jsonpatch import diff
 from webhook.lookups import SecretKeyLookup, ServiceAccounts
-from webhook.pods import PodRejected, mutate_pod
+from webhook.pods import Pod, PodRejected, PodView, mutate_pod
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     body: bytes
     result: str  # "allowed", "patched", "denied", "skipped"
 
 
-async def review_gitrepository(request: admission.Request, config: WebhookConfig, secrets: SecretKeyLookup) -> Outcome:
+async def review_gitrepository(
+    review: admission.Review[dict[str, Any]], config: WebhookConfig, secrets: SecretKeyLookup
+) -> Outcome:
+    request = review.request
+    assert request is not None  # admission.decode guarantees it
     if (
         request.operation not in ("CREATE", "UPDATE")
         or request.sub_resource
         or request.namespace in config.excluded_namespaces
     ):
-        return Outcome(admission.allow(request), "skipped")
+        return Outcome(admission.allow(review), "skipped")
     assert request.object is not None
     translated = translate_gitrepository(request.object, config.policy)
     secret_name = credentials_secret_name(translated)
@@ -46,33 +51,35 @@ async def review_gitrepository(request: admission.Request, config: WebhookConfig
         if secret_name and managed_provider(translated)
         else SecretLookup.UNKNOWN
     )
-    review, translated = admit_gitrepository(request.object, config.policy, keys)
-    if not review.allowed:
+    verdict, translated = admit_gitrepository(request.object, config.policy, keys)
+    if not verdict.allowed:
         log.info(
             "gitrepository denied",
-            extra={"namespace": request.namespace, "gitrepository": request.name, "reason": review.message()},
+            extra={"namespace": request.namespace, "gitrepository": request.name, "reason": verdict.message()},
         )
-        return Outcome(admission.deny(request, review.message(), review.warnings), "denied")
+        return Outcome(admission.deny(review, verdict.message(), verdict.warnings), "denied")
     patch = diff(request.object, translated)
-    return Outcome(admission.allow(request, patch, review.warnings), "patched" if patch else "allowed")
+    return Outcome(admission.allow(review, patch, verdict.warnings), "patched" if patch else "allowed")
 
 
-async def review_pod(request: admission.Request, config: WebhookConfig, accounts: ServiceAccounts) -> Outcome:
+async def review_pod(review: admission.Review[PodView], config: WebhookConfig, accounts: ServiceAccounts) -> Outcome:
+    request = review.request
+    assert request is not None  # admission.decode guarantees it
     if request.operation != "CREATE" or request.sub_resource or request.namespace in config.excluded_namespaces:
-        return Outcome(admission.allow(request), "skipped")
-    pod = request.object
+        return Outcome(admission.allow(review), "skipped")
+    pod = cast(Pod, request.object)
     assert pod is not None
     spec = pod.get("spec")
     sa_name = (spec.get("serviceAccountName") if isinstance(spec, dict) else None) or "default"
     sa = await accounts.annotations(request.namespace, sa_name)
     if not sa:
-        return Outcome(admission.allow(request), "allowed")
+        return Outcome(admission.allow(review), "allowed")
     try:
         mutation = mutate_pod(pod, sa, config.pods)
     except PodRejected as err:
-        return Outcome(admission.deny(request, str(err)), "denied")
+        return Outcome(admission.deny(review, str(err)), "denied")
     patch = mutation.patch
-    return Outcome(admission.allow(request, patch), "patched" if patch else "allowed")
+    return Outcome(admission.allow(review, patch), "patched" if patch else "allowed")
 
 
 # What each endpoint decodes: a GitRepository whole, a Pod only as far as the injectors read it.

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -21,6 +23,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from kubernetes_asyncio import client
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.kube import api_client
@@ -43,19 +46,19 @@ class Deps:
     tls: ReloadingTLS | None
 
 
-Decide = Callable[[admission.Request, Deps], Awaitable[Outcome]]
+Decide = Callable[[admission.Review[Any]], Awaitable[Outcome]]
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
-# Plain dicts: building a CIMultiDict from them is cheaper than Response(content_type=...), which parses it.
-JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
-TEXT_HEADERS: Mapping[str, str] = {"Content-Type": "text/plain; charset=utf-8"}
+# Ready-made header maps: Response copies them as they are, where content_type=... would be parsed each time.
+JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+TEXT_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "text/plain; charset=utf-8"}))
 
 
-def _text(text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=text.encode(), headers=dict(headers or TEXT_HEADERS))
+def _text(text: str, status: int = 200, headers: Mapping[str, str] = TEXT_HEADERS) -> web.Response:
+    return web.Response(status=status, body=text.encode(), headers=headers)
 
 
-def _endpoint(kind: str, accepts: admission.Schema, decide: Decide, deps: Deps) -> Handler:
+def _endpoint(kind: str, accepts: admission.Schema, decide: Decide) -> Handler:
     record = METRICS.record
     clock = time.perf_counter
 
@@ -64,7 +67,7 @@ def _endpoint(kind: str, accepts: admission.Schema, decide: Decide, deps: Deps) 
         body = await request.read()
         try:
             review = admission.decode(body, accepts)
-            outcome = await decide(review, deps)
+            outcome = await decide(review)
         except admission.BadReview as err:
             record(kind, "unknown", "malformed", None)
             return _text(f"malformed AdmissionReview: {err}\n", 400)
@@ -73,18 +76,11 @@ def _endpoint(kind: str, accepts: admission.Schema, decide: Decide, deps: Deps) 
             log.warning("malformed object in review", extra={"endpoint": kind, "error": type(err).__name__})
             record(kind, "unknown", "malformed", None)
             return _text(f"malformed object in AdmissionReview: {type(err).__name__}\n", 400)
-        record(kind, review.operation, outcome.result, clock() - started)
-        return web.Response(body=outcome.body, headers=dict(JSON_HEADERS))
+        assert review.request is not None  # admission.decode guarantees it
+        record(kind, review.request.operation, outcome.result, clock() - started)
+        return web.Response(body=outcome.body, headers=JSON_HEADERS)
 
     return handle
-
-
-async def _gitrepository(review: admission.Request, deps: Deps) -> Outcome:
-    return await review_gitrepository(review, deps.config, deps.secrets)
-
-
-async def _pod(review: admission.Request, deps: Deps) -> Outcome:
-    return await review_pod(review, deps.config, deps.accounts)
 
 
 def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
@@ -107,8 +103,14 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return {
-        ("POST", "/mutate/gitrepository"): _endpoint("GitRepository", GITREPOSITORY_REVIEWS, _gitrepository, deps),
-        ("POST", "/mutate/pod"): _endpoint("Pod", POD_REVIEWS, _pod, deps),
+        ("POST", "/mutate/gitrepository"): _endpoint(
+            "GitRepository",
+            GITREPOSITORY_REVIEWS,
+            functools.partial(review_gitrepository, config=deps.config, secrets=deps.secrets),
+        ),
+        ("POST", "/mutate/pod"): _endpoint(
+            "Pod", POD_REVIEWS, functools.partial(review_pod, config=deps.config, accounts=deps.accounts)
+        ),
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): healthz,
         ("GET", "/livez"): livez,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import cast
 
 import jsonpatch
 import msgspec
@@ -60,6 +61,7 @@ def as_the_webhook_decodes_it(pod: Pod) -> Pod:
         "kind": "AdmissionReview",
         "request": {"uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE", "object": pod},
     }
-    obj = admission.decode(msgspec.json.encode(review), POD_REVIEWS).object
-    assert obj is not None
-    return obj
+    request = admission.decode(msgspec.json.encode(review), POD_REVIEWS).request
+    assert request is not None
+    assert request.object is not None
+    return cast(Pod, request.object)
