@@ -161,11 +161,24 @@ def gitrepository_body(tmp: Path) -> Path:
     return path
 
 
+def interpreter(python: str) -> str:
+    """The interpreter and its version: CPython builds differ (a PGO/LTO build, like the python:3.11 images', is
+    faster than a plain one), so the figures say which ran."""
+    probe = "import platform; print(platform.python_implementation(), platform.python_version())"
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    return f"{python} ({out})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter that runs our webhook (default: this one; it must have the package installed)",
+    )
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset", "go"):
         if shutil.which(tool) is None:
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             str(SHARED_BENCH / "serviceaccounts.json"),
         ]
         ours_argv = [
-            sys.executable,
+            args.python,
             "-m",
             "webhook",
             f"--listen=127.0.0.1:{o_port}",
@@ -226,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {round_no}  {name:10s} {route:13s} c={conns:<3d} {result}", flush=True)
         results = {key: median(runs) for key, runs in samples.items()}
 
-    print("\nmedians over", args.rounds, "interleaved rounds:")
+    print("\nmedians over", args.rounds, "interleaved rounds; ours on", interpreter(args.python))
     for (who, route, conns), result in results.items():
         print(f"  {who:10s} {route:13s} c={conns:<3d} {result}")
     for conns in (8, 64):
