@@ -272,6 +272,30 @@ async def test_no_token_like_value_reaches_logs(http: aiohttp.ClientSession, cap
     assert TOKEN_LIKE not in caplog.text
 
 
+async def test_malformed_reviews_never_echo_values(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 400 names the JSON path and the types, never the value that was there (it may be a secret)."""
+    caplog.set_level(logging.DEBUG)
+    request = pod_review()["request"]
+    bodies: list[bytes | dict[str, Any]] = [
+        {**pod_review(), "request": {**request, "uid": [TOKEN_LIKE]}},
+        {**pod_review(), "request": {**request, "object": {"metadata": {"annotations": [TOKEN_LIKE]}}}},
+        {**pod_review(), "request": {**request, "object": {"spec": {"containers": [{"env": [{"name": 1}]}]}}}},
+        {**pod_review(), "request": {**request, "object": TOKEN_LIKE}},
+        f'{{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {{"uid": "{TOKEN_LIKE}'.encode(),
+        f"{TOKEN_LIKE}".encode(),
+    ]
+    for body in bodies:
+        for path in ("/mutate/pod", "/mutate/gitrepository"):
+            status, text = await post(http, path, body)
+            assert status == 400, (path, text)
+            assert "malformed" in text
+            assert TOKEN_LIKE not in text
+            assert TOKEN_LIKE[4:20] not in text
+    assert TOKEN_LIKE not in caplog.text
+
+
 def _peer_serial(webhook: RunningWebhook, ca_pem: bytes) -> int:
     import socket
 
