@@ -243,6 +243,24 @@ async def test_huge_body_is_refused_not_buffered(http: aiohttp.ClientSession) ->
     assert status == 413
 
 
+async def test_the_apiserver_query_string_is_ignored(http: aiohttp.ClientSession) -> None:
+    # The apiserver calls "<path>?timeout=5s".
+    status, body = await post(http, "/mutate/pod?timeout=5s", pod_review())
+    assert status == 200
+    assert decode_patch(body["response"])
+
+
+async def test_unknown_path_is_404_and_wrong_method_is_405(http: aiohttp.ClientSession) -> None:
+    status, text = await post(http, "/mutate/pods", pod_review())
+    assert (status, text) == (404, "no such path: /mutate/pods\n")
+    async with http.get("/mutate/pod") as resp:
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "POST"
+        assert "use POST" in await resp.text()
+    async with http.post("/healthz") as resp:
+        assert (resp.status, resp.headers["Allow"]) == (405, "GET")
+
+
 async def test_health_and_metrics(http: aiohttp.ClientSession) -> None:
     await post(http, "/mutate/pod", pod_review())
     await post(http, "/mutate/pod", b"junk")
