@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from tests.support.controlplane import free_port
+from tests.support.serving import serving
 from tests.support.tls import TLSFiles
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -114,16 +114,7 @@ class FakeEntra:
 
 @asynccontextmanager
 async def running_entra(fake: FakeEntra, tls: TLSFiles) -> AsyncIterator[FakeEntra]:
-    runners = [web.AppRunner(fake.app(), access_log=None), web.AppRunner(fake.imds_app(), access_log=None)]
-    for runner in runners:
-        await runner.setup()
-    port, imds_port = free_port(), free_port()
-    await web.TCPSite(runners[0], "127.0.0.1", port, ssl_context=tls.server_context()).start()
-    await web.TCPSite(runners[1], "127.0.0.1", imds_port).start()  # IMDS is plain HTTP, as on Azure
-    fake.url = f"https://127.0.0.1:{port}"
-    fake.imds_url = f"http://127.0.0.1:{imds_port}"
-    try:
+    # IMDS is plain HTTP, as on Azure.
+    async with serving(fake.app(), tls.server_context()) as url, serving(fake.imds_app()) as imds_url:
+        fake.url, fake.imds_url = url, imds_url
         yield fake
-    finally:
-        for runner in runners:
-            await runner.cleanup()

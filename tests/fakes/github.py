@@ -21,7 +21,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.controlplane import free_port
+from tests.support.serving import serving
 from tests.support.tls import TLSFiles
 
 
@@ -211,12 +211,6 @@ class FakeGitHub:
 @asynccontextmanager
 async def running_github(fake: FakeGitHub, tls: TLSFiles) -> AsyncIterator[FakeGitHub]:
     """Serve ``fake`` over TLS (as GitHub Enterprise behind a private CA: trust ``tls.ca_pem``)."""
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.server_context()).start()
-    fake.url = f"https://127.0.0.1:{port}"
-    try:
+    async with serving(fake.app(), tls.server_context()) as url:
+        fake.url = url
         yield fake
-    finally:
-        await runner.cleanup()

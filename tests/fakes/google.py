@@ -20,7 +20,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.controlplane import free_port
+from tests.support.serving import serving
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -129,15 +129,9 @@ class FakeGoogle:
 
 @asynccontextmanager
 async def running_google(fake: FakeGoogle) -> AsyncIterator[FakeGoogle]:
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(fake.app()) as url:
+        fake.url = url
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 def key_json(info: dict[str, Any]) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.support.controlplane import free_port
+from tests.support.serving import serving
 from tests.support.tls import TLSFiles
 
 # (username, password, "owner/repo") -> allowed?
@@ -110,15 +110,9 @@ async def running_git_server(root: Path, authorize: Authorizer, tls: TLSFiles) -
     server = GitServer(root, authorize)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{path:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.server_context()).start()
-    server.url = f"https://127.0.0.1:{port}"
-    try:
+    async with serving(app, tls.server_context()) as url:
+        server.url = url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def _git_env(ca_file: Path) -> dict[str, str]:
