@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from common import names
+from common.objects import meta
 
 MAX_NAME = 253
 MAX_WARNING = 120
@@ -89,12 +90,8 @@ def _key_list(provider: str) -> str:
 # --- reading an object ----------------------------------------------------------------------------
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return _meta(obj).get("annotations") or {}
+    return meta(obj).get("annotations") or {}
 
 
 def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -258,11 +255,11 @@ def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dic
             _hand_back(result)
         return result
     assert provider is not None
-    meta = result.setdefault("metadata", {})
-    annotations = meta.get("annotations") or {}
-    meta["annotations"] = annotations
+    metadata = result.setdefault("metadata", {})
+    annotations = metadata.get("annotations") or {}
+    metadata["annotations"] = annotations
     spec = result.setdefault("spec", {})
-    output = output_secret_name(str(meta.get("name", "")))
+    output = output_secret_name(str(metadata.get("name", "")))
     current_ref = _secret_ref_name(result)
     annotations[names.ANNOTATION_PROVIDER] = provider
     if current_ref is not None and current_ref != output:
@@ -289,13 +286,22 @@ def _hand_back(result: dict[str, Any]) -> None:
         result["metadata"].pop("annotations", None)
 
 
-def admit_gitrepository(
-    obj: Mapping[str, Any], config: PolicyConfig, secret_keys: SecretKeys = SecretLookup.UNKNOWN
-) -> tuple[Review, dict[str, Any]]:
-    """The webhook's whole decision: validate what the user asked for (so messages use their field paths),
-    then what would be stored; return the review and the object to store."""
-    translated = translate_gitrepository(obj, config)
+def review_translation(
+    obj: Mapping[str, Any],
+    translated: Mapping[str, Any],
+    config: PolicyConfig,
+    secret_keys: SecretKeys = SecretLookup.UNKNOWN,
+) -> Review:
+    """Validate what the user asked for (so messages use their field paths), then what would be stored."""
     review = validate_gitrepository(obj, config, secret_keys)
     if review.allowed:
         review = validate_gitrepository(translated, config, secret_keys)
-    return review, translated
+    return review
+
+
+def admit_gitrepository(
+    obj: Mapping[str, Any], config: PolicyConfig, secret_keys: SecretKeys = SecretLookup.UNKNOWN
+) -> tuple[Review, dict[str, Any]]:
+    """The webhook's whole decision: the review and the object to store."""
+    translated = translate_gitrepository(obj, config)
+    return review_translation(obj, translated, config, secret_keys), translated

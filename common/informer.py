@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from common.backoff import Backoff
 from common.kube import raise_for_status, read_json
+from common.objects import Key, key_of
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-Key = tuple[str, str]  # (namespace, name)
 # on_event(type, obj): type is ADDED, MODIFIED or DELETED. on_relist(keys): a (re)list is complete and held
 # exactly these objects (each already handed over as ADDED): forget every other one.
 OnEvent = Callable[[str, Obj], Awaitable[None] | None]
@@ -55,10 +55,9 @@ class Informer:
         self._what = what
         self._selector = label_selector
         self._watch_timeout = watch_timeout
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(base_s=0.2, cap_s=max_backoff)
         self._list_args = list_args
         self.synced = asyncio.Event()
-        self.relists = 0
 
     def _kwargs(self) -> dict[str, Any]:
         return {"label_selector": self._selector} if self._selector else {}
@@ -77,23 +76,21 @@ class Informer:
                 # list items carry no kind/apiVersion; put them back for uniform handling
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
-                meta = item.get("metadata") or {}
-                seen.add((str(meta.get("namespace", "")), str(meta.get("name", ""))))
+                seen.add(key_of(item))
                 await _maybe_await(self._on_event("ADDED", item))
             token = (body.get("metadata") or {}).get("continue")
             if not token:
                 break
-        self.relists += 1
         await _maybe_await(self._on_relist(seen))
         self.synced.set()
         return str(body["metadata"]["resourceVersion"])
 
     async def run(self) -> None:
-        backoff = 0.2
+        failures = 0
         while True:
             try:
                 version = await self._list()
-                backoff = 0.2
+                failures = 0
                 while True:
                     version = await self._watch(version)
             except asyncio.CancelledError:
@@ -101,13 +98,13 @@ class Informer:
             except _Gone:
                 log.info("watch history expired, relisting", extra={"resource": self._what})
             except Exception as err:
-                delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
+                failures += 1
+                delay = self._backoff.delay(failures)
                 log.warning(
                     "list/watch failed, relisting",
                     extra={"resource": self._what, "error": _describe(err), "retry_in_s": round(delay, 2)},
                 )
                 await asyncio.sleep(delay)
-                backoff = min(backoff * 2, self._max_backoff)
 
     async def _watch(self, version: str) -> str:
         """One watch request, read as JSON lines (no model deserialization); returns the last version."""

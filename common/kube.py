@@ -1,13 +1,22 @@
-"""Kubernetes API access shared by the processes: one way to build a client, one way to read raw JSON."""
+"""Kubernetes API access shared by the processes: one way to build a client, one way to read raw JSON, and what
+every caller shares (the apply content type, the request timeout, what a transport error is)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable
 from typing import Any, cast
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+
+APPLY = "application/apply-patch+yaml"  # server-side apply
+REQUEST_TIMEOUT_S = 10.0
+# The apiserver unreachable: refused, reset, dropped mid-request (aiohttp's ServerDisconnectedError is a
+# ClientError, not an OSError), or too slow. Always temporary: whoever catches it tries again later.
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 async def api_client(kubeconfig: str | None, max_connections: int = 100) -> client.ApiClient:

@@ -16,6 +16,7 @@ FLUX_SOURCE_GROUP: Final = "source.toolkit.fluxcd.io"
 GITREPOSITORY_KIND: Final = "GitRepository"
 GITREPOSITORY_PLURAL: Final = "gitrepositories"
 GITREPOSITORY_VERSIONS: Final = ("v1", "v1beta2")
+GITREPOSITORY_API_VERSION: Final = FLUX_SOURCE_GROUP + "/v1"
 
 # --- providers ---------------------------------------------------------------------------------
 PROVIDER_GENERIC: Final = "generic"

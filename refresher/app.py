@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from common import names
 from common.kube import api_client, read_json
 from common.process import run_until_signalled
+from refresher.cluster import KubeCluster
 from refresher.config import RefresherConfig
 from refresher.controller import Controller
-from refresher.events import EventRecorder
+from refresher.events import EventRecorder, Reporter
+from refresher.index import Index, informers
 from refresher.leader import LeaderElector
 from refresher.providers import Provider
 from refresher.providers.azure import AzureProvider, TokenRequester
@@ -72,7 +74,16 @@ class Refresher:
         )
 
     async def _lead(self) -> None:
-        self.controller = Controller(self.api, self.config, self.providers, self.events)
+        # A new leader starts from fresh caches: what it knows comes from the cluster, not from an earlier term.
+        index = Index(self.config.policy)
+        self.controller = Controller(
+            self.config,
+            self.providers,
+            Reporter(self.events),
+            KubeCluster(self.api, self.config.write_concurrency),
+            index,
+            informers(index, self.api, self.config.namespaces),
+        )
         try:
             await self.controller.run()
         finally:

@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass
 
 from common import names
+from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
 from refresher.providers.gcp import GOOGLE_STS_URL, GOOGLE_TOKEN_URL
 
@@ -16,7 +17,6 @@ from refresher.providers.gcp import GOOGLE_STS_URL, GOOGLE_TOKEN_URL
 class RefresherConfig:
     namespaces: tuple[str, ...]  # empty: all namespaces
     identity_namespaces: frozenset[str]
-    own_namespace: str
     policy: PolicyConfig
     github_token_scope: str  # "repositories" or "installation"
     gcp_scopes: tuple[str, ...]
@@ -39,54 +39,46 @@ class RefresherConfig:
     log_level: str
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get("FLUX_PASSWORDLESS_" + name.upper().replace("-", "_"), default)
-
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flux-passwordless-refresher",
         description="Mints short-lived Git tokens (GitHub App, Google, Microsoft Entra) into basic-auth Secrets.",
     )
     own = os.environ.get("POD_NAMESPACE", "flux-passwordless")
-    p.add_argument("--namespaces", default=_env("namespaces", ""), help="watch only these (comma-separated)")
+    p.add_argument("--namespaces", default=env("namespaces", ""), help="watch only these (comma-separated)")
     p.add_argument(
         "--identity-namespaces",
-        default=_env("identity-namespaces", ""),
+        default=env("identity-namespaces", ""),
         help=f"namespaces that may use its own cloud identity (default: its own and {names.FLUX_NAMESPACE})",
     )
-    p.add_argument("--namespace", default=_env("namespace", own), help="the refresher's own namespace")
-    p.add_argument("--managed-providers", default=_env("managed-providers", ",".join(names.DEFAULT_MANAGED_PROVIDERS)))
+    p.add_argument("--namespace", default=env("namespace", own), help="the refresher's own namespace")
+    p.add_argument("--managed-providers", default=env("managed-providers", ",".join(names.DEFAULT_MANAGED_PROVIDERS)))
     p.add_argument(
         "--github-token-scope",
         choices=["repositories", "installation"],
-        default=_env("github-token-scope", "repositories"),
+        default=env("github-token-scope", "repositories"),
     )
-    p.add_argument("--gcp-scopes", default=_env("gcp-scopes", names.GCP_DEFAULT_SCOPE))
+    p.add_argument("--gcp-scopes", default=env("gcp-scopes", names.GCP_DEFAULT_SCOPE))
     p.add_argument(
         "--gcp-token-urls",
-        default=_env("gcp-token-urls", GOOGLE_TOKEN_URL),
+        default=env("gcp-token-urls", GOOGLE_TOKEN_URL),
         help="token endpoints a service-account key's token_uri may name",
     )
-    p.add_argument("--gcp-sts-url", default=_env("gcp-sts-url", GOOGLE_STS_URL))
-    p.add_argument("--azure-auth", choices=["basic", "bearer"], default=_env("azure-auth", "basic"))
-    p.add_argument("--azure-username", default=_env("azure-username", names.AZURE_DEFAULT_USERNAME))
-    p.add_argument("--azure-authority-host", default=_env("azure-authority-host", "") or None)
-    p.add_argument("--azure-tenant-id", default=_env("azure-tenant-id", "") or None)
-    p.add_argument("--azure-ca-file", default=_env("azure-ca-file", "") or None, help="CA bundle for Entra ID")
-    p.add_argument("--mint-concurrency", type=int, default=int(_env("mint-concurrency", "8")), help="per provider")
-    p.add_argument("--write-concurrency", type=int, default=int(_env("write-concurrency", "16")))
-    p.add_argument("--credentials-resync", type=float, default=float(_env("credentials-resync", "30")))
-    p.add_argument("--leader-elect", action="store_true", default=_env("leader-elect", "") == "true")
-    p.add_argument("--lease-name", default=_env("lease-name", "flux-passwordless-refresher"))
-    p.add_argument("--identity", default=_env("identity", os.environ.get("POD_NAME", socket.gethostname())))
+    p.add_argument("--gcp-sts-url", default=env("gcp-sts-url", GOOGLE_STS_URL))
+    p.add_argument("--azure-auth", choices=["basic", "bearer"], default=env("azure-auth", "basic"))
+    p.add_argument("--azure-username", default=env("azure-username", names.AZURE_DEFAULT_USERNAME))
+    p.add_argument("--azure-authority-host", default=env("azure-authority-host", "") or None)
+    p.add_argument("--azure-tenant-id", default=env("azure-tenant-id", "") or None)
+    p.add_argument("--azure-ca-file", default=env("azure-ca-file", "") or None, help="CA bundle for Entra ID")
+    p.add_argument("--mint-concurrency", type=int, default=int(env("mint-concurrency", "8")), help="per provider")
+    p.add_argument("--write-concurrency", type=int, default=int(env("write-concurrency", "16")))
+    p.add_argument("--credentials-resync", type=float, default=float(env("credentials-resync", "30")))
+    p.add_argument("--leader-elect", action="store_true", default=env("leader-elect", "") == "true")
+    p.add_argument("--lease-name", default=env("lease-name", "flux-passwordless-refresher"))
+    p.add_argument("--identity", default=env("identity", os.environ.get("POD_NAME", socket.gethostname())))
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None)
-    p.add_argument("--listen", default=_env("listen", "0.0.0.0:8080"), help="health and metrics (plain HTTP)")
-    p.add_argument("--log-level", default=_env("log-level", "info"), choices=["debug", "info", "warning", "error"])
+    p.add_argument("--listen", default=env("listen", "0.0.0.0:8080"), help="health and metrics (plain HTTP)")
+    p.add_argument("--log-level", default=env("log-level", "info"), choices=["debug", "info", "warning", "error"])
     return p
 
 
@@ -94,25 +86,22 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
     p = parser()
     a = p.parse_args(argv)
     try:
-        policy = PolicyConfig(frozenset(_csv(a.managed_providers)))
+        policy = PolicyConfig(frozenset(csv(a.managed_providers)))
     except ValueError as err:
         p.error(str(err))
-    host, sep, port = a.listen.rpartition(":")
-    if not sep or not port.isdigit():
-        p.error(f'--listen: Invalid value: "{a.listen}": use host:port')
+    address = listen(p, a.listen, "0.0.0.0:8080")
     if a.mint_concurrency < 1 or a.write_concurrency < 1:
         p.error("--mint-concurrency and --write-concurrency must be at least 1")
     if a.credentials_resync <= 0:
         p.error("--credentials-resync must be positive")
-    identity = frozenset(_csv(a.identity_namespaces)) or frozenset({a.namespace, names.FLUX_NAMESPACE})
+    identity = frozenset(csv(a.identity_namespaces)) or frozenset({a.namespace, names.FLUX_NAMESPACE})
     return RefresherConfig(
-        namespaces=_csv(a.namespaces),
+        namespaces=csv(a.namespaces),
         identity_namespaces=identity,
-        own_namespace=a.namespace,
         policy=policy,
         github_token_scope=a.github_token_scope,
-        gcp_scopes=_csv(a.gcp_scopes),
-        gcp_token_urls=_csv(a.gcp_token_urls),
+        gcp_scopes=csv(a.gcp_scopes),
+        gcp_token_urls=csv(a.gcp_token_urls),
         gcp_sts_url=a.gcp_sts_url,
         azure_auth=a.azure_auth,
         azure_username=a.azure_username,
@@ -127,6 +116,6 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         lease_namespace=a.namespace,
         identity=a.identity,
         kubeconfig=a.kubeconfig,
-        listen=(host or "0.0.0.0", int(port)),  # noqa: S104
+        listen=address,
         log_level=a.log_level,
     )

@@ -10,69 +10,84 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
-import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from common.kube import call_raw
+from common import names
+from common.kube import REQUEST_TIMEOUT_S, TRANSPORT_ERRORS, call_raw
+from common.times import rfc3339
 from refresher import metrics
-from refresher.outputs import GITREPOSITORY_API_VERSION
+from refresher.errors import MintError
+from refresher.providers import Token
+from refresher.targets import Invalid, Target, TargetKey
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "flux-passwordless-refresher"
 REPEAT_EVERY_S = 60.0
-REQUEST_TIMEOUT_S = 10.0
 QUEUE_SIZE = 1000
 PRUNE_ABOVE = 20000
 FORGET_AFTER_S = 3600.0
 WORKERS = 4
 
+EventType = Literal["Normal", "Warning"]
+# Reasons a mint failure is reported under; any other error reason is reported as TokenMintFailed.
+OWN_EVENT_REASONS = frozenset({"InvalidSpec", "IdentityRefused", "CredentialsNotFound", "ServiceAccountNotFound"})
 
-@dataclass(frozen=True)
-class Involved:
-    kind: str
-    namespace: str
-    name: str
-    uid: str
+
+class Events(Protocol):
+    """What the refresher needs of an event sink (the recorder below, or a test's list)."""
+
+    def emit_for(self, target: Target | Invalid, event_type: EventType, reason: str, message: str) -> None: ...
+
+    async def drain(self, within_s: float = 5.0) -> None: ...
 
 
 @dataclass(frozen=True)
 class _Pending:
-    involved: Involved
-    event_type: str
+    target: Target | Invalid
+    event_type: EventType
     reason: str
     message: str
+
+
+@dataclass
+class _Seen:
+    event: str  # the Event object's name once written ("" before)
+    count: int
+    last: float  # monotonic
 
 
 class EventRecorder:
     def __init__(self, api: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api)
-        self._seen: dict[tuple[str, str, str], tuple[str, int, float]] = {}  # -> (event name, count, last)
+        self._seen: dict[tuple[str, str, str], _Seen] = {}  # (uid, reason, message) ->
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
         self._workers: list[asyncio.Task[None]] = []
-        self.emitted = 0
 
-    def emit(self, involved: Involved, event_type: str, reason: str, message: str) -> None:
-        key = (involved.uid, reason, message)
+    def emit_for(self, target: Target | Invalid, event_type: EventType, reason: str, message: str) -> None:
+        key = (target.uid, reason, message)
         seen = self._seen.get(key)
         now = time.monotonic()
-        if seen is not None and now - seen[2] < REPEAT_EVERY_S:
+        if seen is not None and now - seen.last < REPEAT_EVERY_S:
             return
-        self._seen[key] = (seen[0] if seen else "", (seen[1] if seen else 0) + 1, now)
+        if seen is None:
+            seen = self._seen[key] = _Seen("", 0, now)
+        seen.count += 1
+        seen.last = now
         if len(self._seen) > PRUNE_ABOVE:  # forget what has not repeated for a long while
-            for old in [k for k, v in self._seen.items() if now - v[2] > FORGET_AFTER_S]:
+            for old in [k for k, v in self._seen.items() if now - v.last > FORGET_AFTER_S]:
                 del self._seen[old]
         if not self._workers:
             self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
         try:
-            self._queue.put_nowait(_Pending(involved, event_type, reason, message))
+            self._queue.put_nowait(_Pending(target, event_type, reason, message))
         except asyncio.QueueFull:
             metrics.EVENTS_DROPPED.inc()
 
@@ -85,62 +100,36 @@ class EventRecorder:
                 self._queue.task_done()
 
     async def _write(self, p: _Pending) -> None:
-        key = (p.involved.uid, p.reason, p.message)
-        name, count, last = self._seen.get(key, ("", 1, 0.0))
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ns = p.involved.namespace
+        seen = self._seen.get((p.target.uid, p.reason, p.message)) or _Seen("", 1, 0.0)
+        stamp = rfc3339(time.time())
+        ns = p.target.namespace
         try:
-            if name:
+            if seen.event:
                 await call_raw(
                     self._core.patch_namespaced_event(
-                        name,
+                        seen.event,
                         ns,
-                        {"count": count, "lastTimestamp": stamp},
+                        {"count": seen.count, "lastTimestamp": stamp},
                         _preload_content=False,
                         _request_timeout=REQUEST_TIMEOUT_S,
                     )
                 )
-            else:
-                name = f"{p.involved.name}.{uuid.uuid4().hex[:16]}"
-                api_version = GITREPOSITORY_API_VERSION if p.involved.kind == "GitRepository" else "v1"
-                body = {
-                    "apiVersion": "v1",
-                    "kind": "Event",
-                    "metadata": {"name": name, "namespace": ns},
-                    "involvedObject": {
-                        "apiVersion": api_version,
-                        "kind": p.involved.kind,
-                        "namespace": ns,
-                        "name": p.involved.name,
-                        "uid": p.involved.uid,
-                    },
-                    "reason": p.reason,
-                    "message": p.message[:1024],
-                    "type": p.event_type,
-                    "source": {"component": COMPONENT},
-                    "reportingComponent": COMPONENT,
-                    "reportingInstance": COMPONENT,
-                    "firstTimestamp": stamp,
-                    "lastTimestamp": stamp,
-                    "count": count,
-                }
-                await call_raw(
-                    self._core.create_namespaced_event(
-                        ns,
-                        body,  # type: ignore[arg-type]  # a plain dict is serialised as is
-                        _preload_content=False,
-                        _request_timeout=REQUEST_TIMEOUT_S,
-                    )
+                return
+            name = f"{p.target.name}.{uuid.uuid4().hex[:16]}"
+            await call_raw(
+                self._core.create_namespaced_event(
+                    ns,
+                    _event_body(p, name, seen.count, stamp),  # type: ignore[arg-type]  # a plain dict is sent as is
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
                 )
-                self._seen[key] = (name, count, last)
-            self.emitted += 1
-        except ApiException as err:
-            log.warning(
-                "event not recorded", extra={"reason": p.reason, "status": err.status, "object": p.involved.name}
             )
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            seen.event = name
+        except ApiException as err:
+            log.warning("event not recorded", extra={"reason": p.reason, "status": err.status, "object": p.target.name})
+        except TRANSPORT_ERRORS as err:
             log.warning(
-                "event not recorded", extra={"reason": p.reason, "error": type(err).__name__, "object": p.involved.name}
+                "event not recorded", extra={"reason": p.reason, "error": type(err).__name__, "object": p.target.name}
             )
 
     async def drain(self, within_s: float = 5.0) -> None:
@@ -152,3 +141,65 @@ class EventRecorder:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+
+
+def _event_body(p: _Pending, name: str, count: int, stamp: str) -> dict[str, object]:
+    api_version = names.GITREPOSITORY_API_VERSION if p.target.kind == "GitRepository" else "v1"
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": p.target.namespace},
+        "involvedObject": {
+            "apiVersion": api_version,
+            "kind": p.target.kind,
+            "namespace": p.target.namespace,
+            "name": p.target.name,
+            "uid": p.target.uid,
+        },
+        "reason": p.reason,
+        "message": p.message[:1024],
+        "type": p.event_type,
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": count,
+    }
+
+
+class Reporter:
+    """What each target is told: "TokenMinted" once per run of successes, a Warning for every failure (the
+    recorder drops repeats), and the expiry of the token its Secret holds (a metric)."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self._announced: set[TargetKey] = set()  # told "TokenMinted" since their last failure
+
+    def holds(self, target: Target, token: Token) -> None:
+        """``target``'s Secret holds ``token`` (just written, or found already there)."""
+        metrics.TOKEN_EXPIRY.record(target.namespace, target.secret, token.expires_at)
+        if target.key in self._announced:
+            return
+        self._announced.add(target.key)
+        self.events.emit_for(
+            target,
+            "Normal",
+            "TokenMinted",
+            f"Secret {target.secret} holds a {target.provider} token valid until {rfc3339(token.expires_at)}",
+        )
+
+    def mint_failed(self, target: Target, err: MintError, keep_old: bool = False) -> None:
+        self._announced.discard(target.key)
+        suffix = "; the current token stays in place until it expires" if keep_old else ""
+        reason = err.reason if err.reason in OWN_EVENT_REASONS else "TokenMintFailed"
+        self.events.emit_for(
+            target, "Warning", reason, f"{target.provider} token for Secret {target.secret}: {err}{suffix}"
+        )
+
+    def warn(self, target: Target | Invalid, reason: str, message: str) -> None:
+        self.events.emit_for(target, "Warning", reason, message)
+
+    def retain(self, keys: set[TargetKey]) -> None:
+        """Forget targets that are gone (so a re-created one is announced again)."""
+        self._announced &= keys

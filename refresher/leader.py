@@ -1,5 +1,9 @@
 """Leader election on a coordination.k8s.io/v1 Lease, as client-go's leaderelection does it.
 
+Not ``kubernetes_asyncio.leaderelection``: its ``run`` returns for good once the lease is lost (no way back to
+standby), it never releases the lease on shutdown, and only ``ApiException`` is caught (a dropped connection
+escapes its loop).
+
 Only the leader runs the controller (and so writes). The leader renews every ``retry_s``; if it cannot renew
 for ``renew_deadline_s`` it stops leading at once (before its lease can expire under it). Others take over a
 lease whose renewTime + leaseDuration has passed. On shutdown the leader releases the lease (empty holder,
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -19,20 +22,11 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from common.kube import read_json
+from common.kube import TRANSPORT_ERRORS, read_json
+from common.times import parse_rfc3339, rfc3339
 from refresher import metrics
 
 log = logging.getLogger(__name__)
-
-
-def _micro(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str | None) -> float:
-    if not value:
-        return 0.0
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 class LeaderElector:
@@ -71,7 +65,7 @@ class LeaderElector:
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
-        expires = _parse(spec.get("renewTime")) + float(spec.get("leaseDurationSeconds") or self._lease_s)
+        expires = parse_rfc3339(spec.get("renewTime")) + float(spec.get("leaseDurationSeconds") or self._lease_s)
         if holder and holder != self.identity and expires > now:
             return False
         taking_over = holder != self.identity
@@ -90,11 +84,11 @@ class LeaderElector:
         spec.update(
             holderIdentity=self.identity,
             leaseDurationSeconds=self._lease_s,
-            renewTime=_micro(now),
+            renewTime=rfc3339(now, micro=True),
             leaseTransitions=transitions,
         )
         if acquire:
-            spec["acquireTime"] = _micro(now)
+            spec["acquireTime"] = rfc3339(now, micro=True)
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if lease is not None:
             metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
@@ -104,7 +98,7 @@ class LeaderElector:
         try:
             async with asyncio.timeout(self._retry_s * 2):
                 return await self._try()
-        except (ApiException, OSError, TimeoutError) as err:
+        except (ApiException, ValueError, *TRANSPORT_ERRORS) as err:
             log.warning("lease request failed", extra={"lease": self.name, "error": type(err).__name__})
             return False
 
@@ -144,7 +138,7 @@ class LeaderElector:
         try:
             async with asyncio.timeout(self._retry_s * 2):
                 await self._release()
-        except (ApiException, OSError, TimeoutError) as err:
+        except (ApiException, ValueError, *TRANSPORT_ERRORS) as err:
             log.warning("lease not released", extra={"lease": self.name, "error": type(err).__name__})
 
     async def _release(self) -> None:

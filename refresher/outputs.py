@@ -4,22 +4,17 @@ the controller write only when something changed."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from common import names
+from common.times import rfc3339
 from refresher.credentials import Credential
 from refresher.providers import Token
 from refresher.targets import Target
 
-GITREPOSITORY_API_VERSION = f"{names.FLUX_SOURCE_GROUP}/v1"
 OWNED_ANNOTATIONS = (names.ANNOTATION_EXPIRES_AT, names.ANNOTATION_REFRESHED_AT)
-
-
-def rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(int(epoch), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _b64(value: str | bytes) -> str:
@@ -55,7 +50,7 @@ def owned_secret(target: Target, token: Token, credential: Credential, bearer: b
             "annotations": token_annotations(token),
             "ownerReferences": [
                 {
-                    "apiVersion": GITREPOSITORY_API_VERSION,
+                    "apiVersion": names.GITREPOSITORY_API_VERSION,
                     "kind": names.GITREPOSITORY_KIND,
                     "name": target.name,
                     "uid": target.uid,

@@ -3,6 +3,10 @@
 A token is minted once per distinct (credential, scope): every target sharing a credential shares its token.
 For GitHub the scope is the union of the repositories those targets serve (at most 500 per token, split
 beyond) with their permissions; ``installation`` scoping turns that off.
+
+The plan carries everything the loop needs per token: the request to mint it, the targets it fills (each with
+its own credential, whose TLS files are copied), and its renewal window (the largest consumer window among
+them). The loop never goes back to the pairs.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from urllib.parse import urlsplit
 
 from common import names
 from refresher.credentials import AzureIdentity, Credential, GcpKey, GitHubApp
-from refresher.targets import Target
+from refresher.targets import Target, TargetKey
 
 MAX_REPOSITORIES = 500
 
@@ -48,10 +52,27 @@ class MintRequest:
     scopes: tuple[str, ...] = ()  # gcp / azure OAuth scopes
 
 
+Pair = tuple[Target, Credential]
+
+
+@dataclass
+class PlannedToken:
+    request: MintRequest
+    members: list[Pair]  # the targets it fills
+    window_s: float = 0.0  # renew at least this long before expiry
+
+    def add(self, pair: Pair) -> None:
+        self.members.append(pair)
+        self.window_s = max(self.window_s, pair[0].consumer_window_s)
+
+
 @dataclass(frozen=True)
 class Plan:
-    requests: dict[MintKey, MintRequest]
-    assignment: dict[tuple[str, str, str], MintKey]  # target key -> the token it receives
+    tokens: dict[MintKey, PlannedToken]
+
+    def assignment(self) -> dict[TargetKey, MintKey]:
+        """target -> the token it receives (for tests and diagnostics; the loop walks ``tokens``)."""
+        return {target.key: key for key, planned in self.tokens.items() for target, _ in planned.members}
 
 
 def _github_locator(credential: GitHubApp, urls: Iterable[str]) -> tuple[str, str] | None:
@@ -67,15 +88,21 @@ def _github_locator(credential: GitHubApp, urls: Iterable[str]) -> tuple[str, st
 
 
 def make_plan(
-    targets: Iterable[tuple[Target, Credential]],
+    targets: Iterable[Pair],
     github_scope: str = "repositories",
     gcp_scopes: tuple[str, ...] = (names.GCP_DEFAULT_SCOPE,),
     azure_scope: str = names.AZURE_DEVOPS_SCOPE,
 ) -> Plan:
-    requests: dict[MintKey, MintRequest] = {}
-    assignment: dict[tuple[str, str, str], MintKey] = {}
+    tokens: dict[MintKey, PlannedToken] = {}
+
+    def assign(request: MintRequest, pair: Pair) -> None:
+        planned = tokens.get(request.key)
+        if planned is None:
+            planned = tokens[request.key] = PlannedToken(request, [])
+        planned.add(pair)
+
     # github targets are grouped first: their scope depends on every target sharing the credential
-    github_groups: dict[tuple[str, tuple[str, str] | None, tuple[tuple[str, str], ...]], list[tuple[Target, GitHubApp]]]
+    github_groups: dict[tuple[str, tuple[str, str] | None, tuple[tuple[str, str], ...]], list[Pair]]
     github_groups = defaultdict(list)
     for target, credential in sorted(targets, key=lambda tc: tc[0].key):
         if isinstance(credential, GitHubApp):
@@ -88,20 +115,19 @@ def make_plan(
             github_groups[(credential.fingerprint, locator, permissions)].append((target, credential))
         elif isinstance(credential, GcpKey):
             key = MintKey(names.PROVIDER_GCP, credential.fingerprint, gcp_scopes)
-            requests.setdefault(key, MintRequest(key, credential, scopes=gcp_scopes))
-            assignment[target.key] = key
+            assign(MintRequest(key, credential, scopes=gcp_scopes), (target, credential))
         elif isinstance(credential, AzureIdentity):
             key = MintKey(names.PROVIDER_AZURE, credential.fingerprint, (azure_scope,))
-            requests.setdefault(key, MintRequest(key, credential, scopes=(azure_scope,)))
-            assignment[target.key] = key
+            assign(MintRequest(key, credential, scopes=(azure_scope,)), (target, credential))
     for (fingerprint, locator, permissions), members in github_groups.items():
         credential = members[0][1]
+        assert isinstance(credential, GitHubApp)
         installation = _installation(locator, members)
         if github_scope == "installation":
-            chunks: list[tuple[list[Target], tuple[str, ...] | None]] = [([t for t, _ in members], None)]
+            chunks: list[tuple[list[Pair], tuple[str, ...] | None]] = [(members, None)]
         else:
-            chunks = _chunk([t for t, _ in members])
-        for chunk_targets, repos in chunks:
+            chunks = _chunk(members)
+        for chunk_members, repos in chunks:
             scope = ("installation",) if repos is None else repos
             scope_key = (
                 *(f"{k}={v}" for k, v in permissions),
@@ -109,15 +135,15 @@ def make_plan(
                 *scope,
             )
             key = MintKey(names.PROVIDER_GITHUB, fingerprint, scope_key)
-            requests[key] = MintRequest(
+            request = MintRequest(
                 key, credential, installation=installation, repositories=repos, permissions=permissions
             )
-            for target in chunk_targets:
-                assignment[target.key] = key
-    return Plan(requests, assignment)
+            for pair in chunk_members:
+                assign(request, pair)
+    return Plan(tokens)
 
 
-def _installation(locator: tuple[str, str] | None, members: list[tuple[Target, GitHubApp]]) -> tuple[str, str] | None:
+def _installation(locator: tuple[str, str] | None, members: list[Pair]) -> tuple[str, str] | None:
     if locator is None or locator[0] != "repo-owner":
         return locator
     owner = locator[1]
@@ -129,25 +155,25 @@ def _installation(locator: tuple[str, str] | None, members: list[tuple[Target, G
     return None
 
 
-def _chunk(targets: list[Target]) -> list[tuple[list[Target], tuple[str, ...] | None]]:
+def _chunk(members: list[Pair]) -> list[tuple[list[Pair], tuple[str, ...] | None]]:
     """Repositories in chunks of at most 500, each target's repositories kept together. A target with no
     repository we can name (an opted-in Secret nobody references) needs the whole installation."""
-    chunks: list[tuple[list[Target], set[str]]] = []
-    whole: list[Target] = []
-    for target in targets:
-        repos = {r[1] for r in map(github_repository, target.urls) if r}
+    chunks: list[tuple[list[Pair], set[str]]] = []
+    whole: list[Pair] = []
+    for pair in members:
+        repos = {r[1] for r in map(github_repository, pair[0].urls) if r}
         if not repos:
-            whole.append(target)
+            whole.append(pair)
             continue
-        for chunk_targets, chunk_repos in chunks:
+        for chunk_members, chunk_repos in chunks:
             if len(chunk_repos) + len(repos - chunk_repos) <= MAX_REPOSITORIES:
-                chunk_targets.append(target)
+                chunk_members.append(pair)
                 chunk_repos |= repos
                 break
         else:
-            chunks.append(([target], set(repos)))
-    result: list[tuple[list[Target], tuple[str, ...] | None]] = [
-        (chunk_targets, tuple(sorted(repos))) for chunk_targets, repos in chunks
+            chunks.append(([pair], set(repos)))
+    result: list[tuple[list[Pair], tuple[str, ...] | None]] = [
+        (chunk_members, tuple(sorted(repos))) for chunk_members, repos in chunks
     ]
     if whole:
         result.append((whole, None))

@@ -14,10 +14,11 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from common import names
 from common.gitrepository import FieldError, PolicyConfig, managed_provider, provider_error, validate_gitrepository
+from common.objects import meta
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -34,9 +35,14 @@ def parse_duration(value: Any, default: float) -> float:
     return sum(float(amount) * _UNITS[unit] for amount, unit in parts)
 
 
+# What asked for the token: a translated GitRepository (we own its output Secret) or an opted-in Secret.
+Kind = Literal["GitRepository", "Secret"]
+TargetKey = tuple[Kind, str, str]  # (kind, namespace, name)
+
+
 @dataclass(frozen=True)
 class Target:
-    kind: str  # "GitRepository" or "Secret"
+    kind: Kind
     namespace: str
     name: str  # the object's name
     uid: str
@@ -49,7 +55,7 @@ class Target:
     service_account: str | None = None  # azure per-object identity
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> TargetKey:
         return (self.kind, self.namespace, self.name)
 
 
@@ -57,7 +63,7 @@ class Target:
 class Invalid:
     """An object we cannot serve, with the message users see (Warning Event, same text as the webhook)."""
 
-    kind: str
+    kind: Kind
     namespace: str
     name: str
     uid: str
@@ -81,17 +87,17 @@ def parse_permissions(value: str | None) -> Mapping[str, str]:
     return types.MappingProxyType(permissions)
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
 def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target | Invalid | None:
     """None when the object is not ours to serve (no provider annotation)."""
     provider = managed_provider(obj)
     if provider is None:
         return None
-    meta, spec = _meta(obj), obj.get("spec") or {}
-    namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+    metadata, spec = meta(obj), obj.get("spec") or {}
+    namespace, name, uid = (
+        str(metadata.get("namespace", "")),
+        str(metadata.get("name", "")),
+        str(metadata.get("uid", "")),
+    )
     review = validate_gitrepository(obj, policy)
     if not review.allowed:
         return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", review.message())
@@ -103,7 +109,7 @@ def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target |
         return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", str(error))
     interval = parse_duration(spec.get("interval"), 60.0)
     timeout = parse_duration(spec.get("timeout"), DEFAULT_TIMEOUT_S)
-    annotations = meta.get("annotations") or {}
+    annotations = metadata.get("annotations") or {}
     return Target(
         kind="GitRepository",
         namespace=namespace,
@@ -120,12 +126,16 @@ def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target |
 
 
 def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
-    meta = _meta(obj)
-    provider = (meta.get("labels") or {}).get(names.LABEL_PROVIDER)
+    metadata = meta(obj)
+    provider = (metadata.get("labels") or {}).get(names.LABEL_PROVIDER)
     if provider is None:
         return None
-    namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
-    annotations = meta.get("annotations") or {}
+    namespace, name, uid = (
+        str(metadata.get("namespace", "")),
+        str(metadata.get("name", "")),
+        str(metadata.get("uid", "")),
+    )
+    annotations = metadata.get("annotations") or {}
     credentials = annotations.get(names.ANNOTATION_CREDENTIALS_SECRET)
     credentials_path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]"
     error: FieldError | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import names
+from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
 from webhook.pods import Mode, PodConfig
 
@@ -34,83 +35,73 @@ class WebhookConfig:
     log_level: str
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get("FLUX_PASSWORDLESS_" + name.upper().replace("-", "_"), default)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flux-passwordless-webhook",
         description="Mutating admission webhook: GitRepository policy and provider translation, "
         "workload-identity injection into Pods.",
     )
-    p.add_argument("--listen", default=_env("listen", "0.0.0.0:9443"), help="host:port to serve HTTPS on")
-    p.add_argument("--tls-cert-file", default=_env("tls-cert-file", "/tls/tls.crt"))
-    p.add_argument("--tls-key-file", default=_env("tls-key-file", "/tls/tls.key"))
+    p.add_argument("--listen", default=env("listen", "0.0.0.0:9443"), help="host:port to serve HTTPS on")
+    p.add_argument("--tls-cert-file", default=env("tls-cert-file", "/tls/tls.crt"))
+    p.add_argument("--tls-key-file", default=env("tls-key-file", "/tls/tls.key"))
     p.add_argument(
         "--cert-reload-interval",
         type=float,
-        default=float(_env("cert-reload-interval", "10")),
+        default=float(env("cert-reload-interval", "10")),
         help="seconds between checks for rotated certificate files",
     )
     p.add_argument(
         "--managed-providers",
-        default=_env("managed-providers", ",".join(names.DEFAULT_MANAGED_PROVIDERS)),
+        default=env("managed-providers", ",".join(names.DEFAULT_MANAGED_PROVIDERS)),
         help="providers the refresher serves (rewritten to generic + our Secret); others are left to Flux",
     )
-    p.add_argument("--azure-injection", choices=MODES, default=_env("azure-injection", "label"))
-    p.add_argument("--aws-injection", choices=MODES, default=_env("aws-injection", "label"))
+    p.add_argument("--azure-injection", choices=MODES, default=env("azure-injection", "label"))
+    p.add_argument("--aws-injection", choices=MODES, default=env("aws-injection", "label"))
     p.add_argument(
         "--gke-node-selector",
         action="store_true",
-        default=_env("gke-node-selector", "") == "true",
+        default=env("gke-node-selector", "") == "true",
         help=f'add nodeSelector {names.GCP_NODE_SELECTOR}: "true" to GCP-identity pods',
     )
-    p.add_argument("--azure-tenant-id", default=_env("azure-tenant-id", ""))
-    p.add_argument("--azure-authority-host", default=_env("azure-authority-host", names.AZURE_DEFAULT_AUTHORITY_HOST))
+    p.add_argument("--azure-tenant-id", default=env("azure-tenant-id", ""))
+    p.add_argument("--azure-authority-host", default=env("azure-authority-host", names.AZURE_DEFAULT_AUTHORITY_HOST))
     p.add_argument(
         "--namespace",
-        default=_env("namespace", os.environ.get("POD_NAMESPACE", "flux-passwordless")),
+        default=env("namespace", os.environ.get("POD_NAMESPACE", "flux-passwordless")),
         help="the webhook's own namespace (never mutated)",
     )
     p.add_argument(
         "--exclude-namespaces",
-        default=_env("exclude-namespaces", ""),
+        default=env("exclude-namespaces", ""),
         help="more namespaces never mutated (kube-system and --namespace always are)",
     )
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None)
     p.add_argument(
         "--serviceaccounts-file",
-        default=_env("serviceaccounts-file", "") or None,
+        default=env("serviceaccounts-file", "") or None,
         help='JSON {"ns/name": {annotation: value}} instead of watching the cluster (local runs, benchmarks)',
     )
-    p.add_argument("--max-body-bytes", type=int, default=int(_env("max-body-bytes", str(3 * 1024 * 1024))))
-    p.add_argument("--log-level", default=_env("log-level", "info"), choices=["debug", "info", "warning", "error"])
+    p.add_argument("--max-body-bytes", type=int, default=int(env("max-body-bytes", str(3 * 1024 * 1024))))
+    p.add_argument("--log-level", default=env("log-level", "info"), choices=["debug", "info", "warning", "error"])
     return p
 
 
 def from_args(argv: list[str] | None = None) -> WebhookConfig:
     p = parser()
     a = p.parse_args(argv)
-    host, sep, port = a.listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        p.error(f'--listen: Invalid value: "{a.listen}": use host:port, e.g. 0.0.0.0:9443')
+    host, port = listen(p, a.listen, "0.0.0.0:9443")
     try:
-        policy = PolicyConfig(frozenset(_csv(a.managed_providers)))
+        policy = PolicyConfig(frozenset(csv(a.managed_providers)))
     except ValueError as err:
         p.error(str(err))
     if a.cert_reload_interval <= 0:
         p.error("--cert-reload-interval must be positive")
     if a.max_body_bytes < 64 * 1024:
         p.error("--max-body-bytes must be at least 65536 (pods are large)")
-    excluded = frozenset([*names.ALWAYS_EXCLUDED_NAMESPACES, a.namespace, *_csv(a.exclude_namespaces)])
+    excluded = frozenset([*names.ALWAYS_EXCLUDED_NAMESPACES, a.namespace, *csv(a.exclude_namespaces)])
     return WebhookConfig(
-        host=host.strip("[]") or "0.0.0.0",  # noqa: S104
-        port=int(port),
+        host=host,
+        port=port,
         tls_cert_file=Path(a.tls_cert_file),
         tls_key_file=Path(a.tls_key_file),
         cert_reload_seconds=a.cert_reload_interval,

@@ -79,7 +79,6 @@ class PodRejected(ValueError):
 @dataclass(slots=True)
 class Mutation:
     pod: Pod  # the mutated pod (the input itself when nothing changed)
-    providers: tuple[str, ...]
     patch: Patch  # RFC 6902 ops turning the input into ``pod``
 
 
@@ -320,4 +319,4 @@ def mutate_pod(pod: Pod, sa_annotations: Mapping[str, str], config: PodConfig) -
         value = ",".join(providers)
         if (current or {}).get(names.ANNOTATION_INJECTED) != value:
             w.set(("metadata", "annotations"), names.ANNOTATION_INJECTED, value)
-    return Mutation(w.pod, providers, w.ops)
+    return Mutation(w.pod, w.ops)

@@ -12,9 +12,9 @@ from typing import Any, cast
 from common import names
 from common.gitrepository import (
     SecretLookup,
-    admit_gitrepository,
     credentials_secret_name,
     managed_provider,
+    review_translation,
     translate_gitrepository,
 )
 from webhook import admission
@@ -51,7 +51,7 @@ async def review_gitrepository(
         if secret_name and managed_provider(translated)
         else SecretLookup.UNKNOWN
     )
-    verdict, translated = admit_gitrepository(request.object, config.policy, keys)
+    verdict = review_translation(request.object, translated, config.policy, keys)
     if not verdict.allowed:
         log.info(
             "gitrepository denied",

@@ -31,7 +31,6 @@ class ReloadingTLS:
         self.context.set_alpn_protocols(["http/1.1"])
         self._stamps: tuple[tuple[int, int, int], ...] | None = None
         self.loaded = False
-        self.reloads = 0
         self.reload()
         if not self.loaded:
             raise RuntimeError(f"cannot load TLS certificate {cert_file} / key {key_file}")
@@ -52,7 +51,6 @@ class ReloadingTLS:
             log.warning("tls files did not load; keeping the current pair", extra={"error": str(err)})
             return False
         if self._stamps is not None:
-            self.reloads += 1
             log.info("tls certificate reloaded", extra={"cert_file": str(self.cert_file)})
         self._stamps = stamps
         self.loaded = True

@@ -19,10 +19,6 @@ class Token:
     issued_at: float  # epoch seconds
     expires_at: float  # epoch seconds
 
-    @property
-    def lifetime(self) -> float:
-        return self.expires_at - self.issued_at
-
 
 class Provider(Protocol):
     async def mint(self, request: MintRequest) -> Token: ...

@@ -10,7 +10,7 @@ from common.gitrepository import output_secret_name
 from refresher.credentials import github_credential
 from refresher.outputs import OPT_IN_KEYS, digest, opt_in_apply, owned_secret
 from refresher.providers import Token
-from refresher.targets import Target
+from refresher.targets import Kind, Target
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 KEY = b"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
@@ -48,7 +48,7 @@ def test_flux_spelling_wins_over_the_seed_rfc_spelling() -> None:
     assert (seed_only.installation_id, seed_only.private_key) == ("8", KEY.strip())
 
 
-def _target(provider: str, kind: str = "GitRepository") -> Target:
+def _target(provider: str, kind: Kind = "GitRepository") -> Target:
     return Target(kind, "apps", "fleet", "uid-1", provider, "fleet-git-token", None)
 
 

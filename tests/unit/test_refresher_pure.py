@@ -7,11 +7,12 @@ import random
 import pytest
 
 from common import names
+from common.backoff import Backoff
 from common.gitrepository import PolicyConfig
 from refresher.credentials import gcp_credential, github_credential
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MAX_REPOSITORIES, github_repository, make_plan
-from refresher.schedule import Backoff, renew_at
+from refresher.schedule import renew_at, retry_at
 from refresher.targets import Invalid, Target, from_gitrepository, from_opted_in_secret, parse_duration
 
 KEY = b"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
@@ -93,11 +94,13 @@ def test_one_token_per_credential_scoped_to_the_union_of_repositories() -> None:
         from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i % 3}"), PolicyConfig()) for i in range(9)
     ]
     plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
-    assert len(plan.requests) == 1
-    request = next(iter(plan.requests.values()))
-    assert request.repositories == ("repo-0", "repo-1", "repo-2")
-    assert request.installation == ("id", "7")
-    assert len(set(plan.assignment.values())) == 1
+    assert len(plan.tokens) == 1
+    planned = next(iter(plan.tokens.values()))
+    assert planned.request.repositories == ("repo-0", "repo-1", "repo-2")
+    assert planned.request.installation == ("id", "7")
+    assert sorted(t.name for t, _ in planned.members) == sorted(f"r{i}" for i in range(9))
+    assert planned.window_s == 2 * (300 + 90)
+    assert len(set(plan.assignment().values())) == 1
 
 
 def test_more_than_500_repositories_split_into_tokens() -> None:
@@ -106,7 +109,7 @@ def test_more_than_500_repositories_split_into_tokens() -> None:
         from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i}"), PolicyConfig()) for i in range(1201)
     ]
     plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
-    sizes = sorted(len(r.repositories or ()) for r in plan.requests.values())
+    sizes = sorted(len(p.request.repositories or ()) for p in plan.tokens.values())
     assert sizes == [201, MAX_REPOSITORIES, MAX_REPOSITORIES]
 
 
@@ -118,10 +121,10 @@ def test_permissions_and_installation_scope_change_the_token() -> None:
         PolicyConfig(),
     )
     plan = make_plan([(reader, credential), (writer, credential)])  # type: ignore[list-item]
-    assert len(plan.requests) == 2
-    assert {dict(r.permissions)["contents"] for r in plan.requests.values()} == {"read", "write"}
+    assert len(plan.tokens) == 2
+    assert {dict(p.request.permissions)["contents"] for p in plan.tokens.values()} == {"read", "write"}
     whole = make_plan([(reader, credential)], github_scope="installation")  # type: ignore[list-item]
-    assert next(iter(whole.requests.values())).repositories is None
+    assert next(iter(whole.tokens.values())).request.repositories is None
 
 
 def test_gcp_targets_share_a_token_per_key() -> None:
@@ -134,7 +137,8 @@ def test_gcp_targets_share_a_token_per_key() -> None:
         for i in range(5)
     ]
     plan = make_plan([(t, key) for t in targets])  # type: ignore[misc]
-    assert len(plan.requests) == 1
+    assert len(plan.tokens) == 1
+    assert len(next(iter(plan.tokens.values())).members) == 5
 
 
 def test_renewal_at_80_percent_or_earlier_for_the_consumer() -> None:
@@ -150,13 +154,13 @@ def test_renewal_at_80_percent_or_earlier_for_the_consumer() -> None:
 def test_backoff_is_capped_and_honours_retry_after() -> None:
     rng = random.Random(2)
     backoff = Backoff(base_s=1, cap_s=60)
-    assert backoff.retry_at(0, 1, PermanentError("bad key"), rng) is None
-    delays = [backoff.retry_at(0, n, TemporaryError("5xx"), rng) for n in range(1, 12)]
+    assert retry_at(0, 1, PermanentError("bad key"), rng, backoff) is None
+    delays = [retry_at(0, n, TemporaryError("5xx"), rng, backoff) for n in range(1, 12)]
     assert all(d is not None and d <= 60 for d in delays)
     last = delays[-1]
     assert last is not None
     assert last >= 30
-    assert backoff.retry_at(0, 1, TemporaryError("429", retry_after=42), rng) == 42
+    assert retry_at(0, 1, TemporaryError("429", retry_after=42), rng, backoff) == 42
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("1m", 60), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("bad", 7)])

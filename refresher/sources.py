@@ -1,0 +1,156 @@
+"""What the refresher reads from the cluster to mint: credentials Secrets and ServiceAccounts, cached and
+re-read every ``--credentials-resync`` (so a key rotation is seen), and the identity-namespace rule.
+
+``credential_for(target)`` answers with a typed credential, None when it cannot tell yet (the apiserver did
+not answer: the next pass asks again), or raises the ``MintError`` to report on the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from common import names
+from common.kube import TRANSPORT_ERRORS
+from common.objects import Key, meta
+from refresher.cluster import Cluster
+from refresher.config import RefresherConfig
+from refresher.credentials import Credential, GcpKey, azure_identity, decode_data, gcp_credential, github_credential
+from refresher.errors import MintError, PermanentError, TemporaryError
+from refresher.targets import Target
+
+log = logging.getLogger(__name__)
+
+
+class CredentialData:
+    """A credentials Secret's decoded data, parsed per provider on demand (a Secret may serve several)."""
+
+    def __init__(self, data: dict[str, bytes], name: str) -> None:
+        self.data = data
+        self.name = name
+        self._parsed: dict[str, Credential | MintError] = {}
+
+    def parsed(self, provider: str) -> Credential:
+        result = self._parsed.get(provider)
+        if result is None:
+            try:
+                if provider == names.PROVIDER_GITHUB:
+                    result = github_credential(self.data, self.name)
+                else:
+                    result = gcp_credential(self.data, self.name)
+            except MintError as err:
+                result = err
+            self._parsed[provider] = result
+        if isinstance(result, MintError):
+            raise result
+        return result
+
+
+@dataclass
+class CredentialEntry:
+    read_at: float
+    data: CredentialData | None = None
+    error: MintError | None = None
+
+
+@dataclass
+class ServiceAccountEntry:
+    read_at: float
+    annotations: Mapping[str, str] | None  # None: it does not exist
+
+
+class Sources:
+    def __init__(self, cluster: Cluster, config: RefresherConfig) -> None:
+        self._cluster = cluster
+        self._config = config
+        self._credentials: dict[Key, CredentialEntry] = {}
+        self._service_accounts: dict[Key, ServiceAccountEntry] = {}
+
+    def _stale(self, read_at: float, now: float) -> bool:
+        return now - read_at >= self._config.credentials_resync_s
+
+    async def refresh(self, targets: Iterable[Target], now: float) -> None:
+        """Read every credentials Secret these targets name that is not cached or is due a re-read; forget
+        the ones no target names any more."""
+        wanted = {(t.namespace, t.credentials) for t in targets if t.credentials}
+        stale = [
+            key for key in wanted if (entry := self._credentials.get(key)) is None or self._stale(entry.read_at, now)
+        ]
+        if stale:
+            await asyncio.gather(*(self._read_credentials(ns, name, now) for ns, name in stale))
+        for key in [k for k in self._credentials if k not in wanted]:
+            del self._credentials[key]
+        for key in [k for k, e in self._service_accounts.items() if self._stale(e.read_at, now)]:
+            del self._service_accounts[key]
+
+    async def _read_credentials(self, namespace: str, name: str, now: float) -> None:
+        try:
+            obj = await self._cluster.read_secret(namespace, name)
+        except TRANSPORT_ERRORS:
+            return  # keep what we had; the next pass reads again
+        except ApiException as err:
+            log.warning("credentials unreadable", extra={"namespace": namespace, "secret": name, "status": err.status})
+            return
+        if obj is None:
+            error = PermanentError(
+                f'credentials Secret "{name}" not found in namespace "{namespace}"', "CredentialsNotFound"
+            )
+            self._credentials[(namespace, name)] = CredentialEntry(now, error=error)
+            return
+        try:
+            data = CredentialData(decode_data(obj.get("data")), name)
+            self._credentials[(namespace, name)] = CredentialEntry(now, data=data)
+        except MintError as err:
+            self._credentials[(namespace, name)] = CredentialEntry(now, error=err)
+
+    async def credential_for(self, target: Target, now: float) -> Credential | None:
+        if target.provider == names.PROVIDER_AZURE:
+            return await self._azure_identity(target, now)
+        if not target.credentials:
+            raise PermanentError("no credentials Secret named", "MissingKey")
+        entry = self._credentials.get((target.namespace, target.credentials))
+        if entry is None:
+            return None  # unreadable for now; the next pass tries again
+        if entry.error is not None:
+            raise entry.error
+        assert entry.data is not None
+        credential = entry.data.parsed(target.provider)
+        if isinstance(credential, GcpKey) and credential.info.get("type") == "external_account":
+            self._check_identity_namespace(target, "a GCP external_account")
+        return credential
+
+    def _check_identity_namespace(self, target: Target, what: str) -> None:
+        if target.namespace not in self._config.identity_namespaces:
+            raise PermanentError(
+                f'namespace "{target.namespace}" may not use the refresher\'s own identity ({what}); only '
+                f"{', '.join(sorted(self._config.identity_namespaces))} may (--identity-namespaces)",
+                "IdentityRefused",
+            )
+
+    async def _azure_identity(self, target: Target, now: float) -> Credential:
+        data: dict[str, bytes] = {}
+        if target.credentials:
+            entry = self._credentials.get((target.namespace, target.credentials))
+            if entry is not None and entry.data is not None:
+                data = entry.data.data
+        if target.service_account is None:
+            self._check_identity_namespace(target, "Azure workload or managed identity")
+            return azure_identity(target.namespace, None, None, data)
+        key = (target.namespace, target.service_account)
+        cached = self._service_accounts.get(key)
+        if cached is None:
+            try:
+                obj = await self._cluster.read_service_account(*key)
+            except TRANSPORT_ERRORS:
+                raise TemporaryError("ServiceAccount lookup failed: apiserver unreachable", "Unavailable") from None
+            except ApiException as err:
+                raise TemporaryError(f"ServiceAccount lookup failed (HTTP {err.status})", "Unavailable") from None
+            annotations = None if obj is None else dict(meta(obj).get("annotations") or {})
+            cached = self._service_accounts[key] = ServiceAccountEntry(now, annotations)
+        if cached.annotations is None:
+            raise PermanentError(f'ServiceAccount "{target.service_account}" not found', "ServiceAccountNotFound")
+        return azure_identity(target.namespace, target.service_account, cached.annotations, data)

@@ -1,0 +1,138 @@
+"""Writing tokens into Secrets: only where the fields we own differ, never over a Secret that is not ours.
+
+- A managed GitRepository's output Secret is created whole (a 409 means someone else's Secret has that name:
+  a Warning Event, never an overwrite), and re-applied when what we own in it changed.
+- An opted-in Secret gets only ``username``/``password`` (and our annotations), by server-side apply.
+
+A fixed pool of workers pulls from one iterator of jobs, so memory stays flat however many Secrets there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from common.kube import TRANSPORT_ERRORS
+from common.objects import Key
+from refresher import metrics
+from refresher.cluster import Cluster
+from refresher.credentials import Credential
+from refresher.events import Reporter
+from refresher.index import Index, OptIn, Output
+from refresher.outputs import OPT_IN_KEYS, digest, opt_in_apply, owned_secret
+from refresher.providers import Token
+from refresher.targets import Target
+
+log = logging.getLogger(__name__)
+
+Job = tuple[Target, Credential, Token]
+
+
+class Writer:
+    def __init__(
+        self,
+        cluster: Cluster,
+        index: Index,
+        reporter: Reporter,
+        *,
+        concurrency: int,
+        bearer: bool,
+        conflict_retry_s: float,
+    ) -> None:
+        self._cluster = cluster
+        self._index = index
+        self._reporter = reporter
+        self._concurrency = concurrency
+        self._bearer = bearer
+        self._conflict_retry_s = conflict_retry_s
+        self._conflicts: dict[Key, float] = {}  # a foreign Secret in the way -> when to look again
+
+    async def write_all(self, jobs: Iterable[Job], now: float) -> bool:
+        """Write every job that needs it; True when none failed."""
+        failed = 0
+        iterator = iter(jobs)
+
+        async def worker() -> None:
+            nonlocal failed
+            for target, credential, token in iterator:
+                if not await self._write(target, credential, token, now):
+                    failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(self._concurrency)))
+        for key in [k for k, until in self._conflicts.items() if until <= now]:
+            del self._conflicts[key]
+        return failed == 0
+
+    async def _write(self, target: Target, credential: Credential, token: Token, now: float) -> bool:
+        if target.kind == "Secret":
+            return await self._write_opt_in(target, token)
+        return await self._write_owned(target, credential, token, now)
+
+    async def _write_opt_in(self, target: Target, token: Token) -> bool:
+        key = (target.namespace, target.secret)
+        desired = opt_in_apply(target, token)
+        wanted = digest(desired, OPT_IN_KEYS)
+        observed = self._index.opt_ins.get(key)
+        if observed is None or observed.digest != wanted:
+            try:
+                await self._cluster.apply_secret(target.namespace, target.secret, desired)
+            except (ApiException, *TRANSPORT_ERRORS) as err:
+                return self._failed(target, err)
+            metrics.SECRET_WRITES.labels("applied-opt-in").inc()
+            if observed is not None:
+                self._index.opt_ins[key] = OptIn(observed.target, wanted)
+        self._reporter.holds(target, token)
+        return True
+
+    async def _write_owned(self, target: Target, credential: Credential, token: Token, now: float) -> bool:
+        key = (target.namespace, target.secret)
+        if self._conflicts.get(key, 0.0) > now:
+            return True  # reported already; looked at again later
+        desired = owned_secret(target, token, credential, self._bearer)
+        wanted = digest(desired)
+        current = self._index.outputs.get(key)
+        if current is not None and current.owner_uid != target.uid:
+            self._conflict(target, now, "is owned by another object")
+            return True
+        if current is None or current.digest != wanted:
+            try:
+                if current is None:
+                    await self._cluster.create_secret(target.namespace, desired)
+                else:
+                    await self._cluster.apply_secret(target.namespace, target.secret, desired)
+            except ApiException as err:
+                if err.status == 409 and current is None:
+                    # Not in our informer, so not labelled ours: someone else's Secret. Never overwrite it.
+                    self._conflict(target, now, "exists and is not managed by flux-passwordless")
+                    return True
+                return self._failed(target, err)
+            except TRANSPORT_ERRORS as err:
+                return self._failed(target, err)
+            metrics.SECRET_WRITES.labels("created" if current is None else "applied-owned").inc()
+            self._index.outputs[key] = Output(target.uid, wanted)
+        self._reporter.holds(target, token)
+        return True
+
+    def _failed(self, target: Target, err: BaseException) -> bool:
+        metrics.SECRET_WRITES.labels("failed").inc()
+        where = {"namespace": target.namespace, "secret": target.secret}
+        if isinstance(err, ApiException):
+            log.warning("secret write failed", extra={**where, "status": err.status})
+            self._reporter.warn(
+                target, "SecretWriteFailed", f"writing Secret {target.secret} failed: HTTP {err.status} {err.reason}"
+            )
+        else:  # the apiserver is away: say it in the log only, the next pass writes again
+            log.warning("secret write failed: apiserver unreachable", extra={**where, "error": type(err).__name__})
+        return False
+
+    def _conflict(self, target: Target, now: float, why: str) -> None:
+        self._conflicts[(target.namespace, target.secret)] = now + self._conflict_retry_s
+        self._reporter.warn(
+            target,
+            "SecretConflict",
+            f'Secret "{target.secret}" {why}; it is left untouched: delete or rename it, or point this '
+            "GitRepository's secretRef elsewhere",
+        )

@@ -1,0 +1,229 @@
+"""The refresher's loop, pass by pass, on a fake clock with a seeded rng: an in-memory cluster stands in for the
+apiserver (tests/support/memcluster.py), a scripted provider for GitHub."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from common import names
+from refresher.config import from_args
+from refresher.controller import Controller
+from refresher.errors import PermanentError, TemporaryError
+from refresher.events import Reporter
+from refresher.index import Index
+from tests.support.memcluster import EventLog, FakeClock, MemoryCluster, ScriptedProvider
+
+NS = "apps"
+KEY_PEM = b"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
+
+
+def gitrepo(name: str, interval: str = "1m", timeout: str = "1m") -> dict[str, Any]:
+    return {
+        "apiVersion": names.GITREPOSITORY_API_VERSION,
+        "kind": "GitRepository",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "annotations": {names.ANNOTATION_PROVIDER: "github", names.ANNOTATION_CREDENTIALS_SECRET: "app"},
+        },
+        "spec": {
+            "interval": interval,
+            "timeout": timeout,
+            "url": f"https://github.com/acme/{name}",
+            "provider": "generic",
+            "secretRef": {"name": f"{name}-git-token"},
+        },
+    }
+
+
+class Loop:
+    """One controller on the fakes, plus what the tests look at."""
+
+    def __init__(self, *repos: dict[str, Any], lifetime_s: float = 3600.0) -> None:
+        self.clock = FakeClock()
+        config = from_args(["--credentials-resync", "30", "--listen", "127.0.0.1:8080"])
+        self.index = Index(config.policy)
+        self.cluster = MemoryCluster(self.index)
+        self.provider = ScriptedProvider(self.clock, lifetime_s)
+        self.events = EventLog()
+        self.controller = Controller(
+            config,
+            {names.PROVIDER_GITHUB: self.provider},
+            Reporter(self.events),
+            self.cluster,
+            self.index,
+            clock=self.clock,
+            rng=random.Random(7),
+        )
+        self.cluster.put_secret(
+            NS, "app", {"githubAppID": b"1", "githubAppInstallationID": b"7", "githubAppPrivateKey": KEY_PEM}
+        )
+        for repo in repos:
+            self.index.on_gitrepo("ADDED", repo)
+
+    async def step(self, seconds: float = 0.0) -> float:
+        """Advance the clock, run one pass; returns how long until the next one is due."""
+        self.clock.advance(seconds)
+        return await self.controller.reconcile() - self.clock.now
+
+    def password(self, name: str) -> str | None:
+        return self.cluster.password(NS, f"{name}-git-token")
+
+    def state(self) -> Any:
+        (state,) = self.controller.tokens.values()
+        return state
+
+
+async def test_first_pass_mints_once_and_fills_every_secret_then_nothing_changes() -> None:
+    loop = Loop(gitrepo("a"), gitrepo("b"), gitrepo("c"))
+    await loop.step()
+    assert len(loop.provider.mints) == 1  # one credential, one scope: one token
+    assert {loop.password(n) for n in "abc"} == {"token-1"}
+    assert sorted(kind for kind, _ in loop.cluster.writes) == ["create"] * 3
+    assert loop.events.reasons("a") == ["TokenMinted"]
+
+    loop.cluster.writes.clear()
+    await loop.step(10)
+    await loop.step(10)
+    assert len(loop.provider.mints) == 1
+    assert loop.cluster.writes == []  # nothing changed: no write
+    assert loop.events.reasons("a") == ["TokenMinted"]  # announced once
+
+
+async def test_renews_at_80_percent_of_the_lifetime_with_jitter() -> None:
+    loop = Loop(gitrepo("a"))  # window 2 x (1m + 1m) = 240 s: 80% comes first
+    wait = await loop.step()
+    # 80% of 3600 = 2880, minus up to 5% (180 s, capped at 120 s) of jitter
+    assert 2880 - 120 <= loop.state().renew_at - loop.clock.now <= 2880
+    assert wait == pytest.approx(30)  # the credentials re-read comes sooner
+    await loop.step(loop.state().renew_at - loop.clock.now - 1)
+    assert len(loop.provider.mints) == 1
+    await loop.step(1)
+    assert len(loop.provider.mints) == 2
+    assert loop.password("a") == "token-2"
+
+
+async def test_renews_earlier_when_the_consumer_needs_two_intervals_plus_timeout() -> None:
+    loop = Loop(gitrepo("slow", interval="10m", timeout="5m"))  # window 2 x 15m = 1800 s
+    await loop.step()
+    assert 1800 - 120 <= loop.state().renew_at - loop.clock.now <= 1800
+
+
+async def test_a_temporary_error_keeps_the_old_token_and_honours_retry_after() -> None:
+    loop = Loop(gitrepo("a"))
+    await loop.step()
+    loop.clock.advance(loop.state().renew_at - loop.clock.now)
+    loop.provider.errors.append(TemporaryError("GitHub API: HTTP 429", "RateLimited", retry_after=42))
+    loop.cluster.writes.clear()
+    wait = await loop.step()
+    assert len(loop.provider.mints) == 2
+    assert loop.password("a") == "token-1"  # the old token stays
+    assert loop.cluster.writes == []
+    assert loop.state().retry_at - loop.clock.now == pytest.approx(42)
+    assert wait == pytest.approx(30)  # the credentials re-read comes first; it does not mint
+    (warning,) = [e for e in loop.events.events if e[1] == "Warning"]
+    assert warning[2] == "TokenMintFailed"
+    assert "stays in place until it expires" in warning[3]
+
+    await loop.step(41)
+    assert len(loop.provider.mints) == 2  # not before Retry-After
+    await loop.step(1)
+    assert len(loop.provider.mints) == 3
+    assert loop.password("a") == "token-2"
+    assert loop.events.reasons("a")[-1] == "TokenMinted"  # told again once it works
+
+
+async def test_temporary_errors_back_off_exponentially_with_a_cap() -> None:
+    loop = Loop(gitrepo("a"))
+    loop.provider.errors.extend(TemporaryError("GitHub API: HTTP 502") for _ in range(12))
+    delays = []
+    await loop.step()
+    for _ in range(11):
+        delays.append(loop.state().retry_at - loop.clock.now)
+        await loop.step(delays[-1])
+    assert len(loop.provider.mints) == 12  # each retry exactly when due, not before
+    assert loop.state().failures == 12
+    # equal jitter: attempt n waits between half and all of min(300, 2^(n-1)) seconds
+    for attempt, delay in enumerate(delays, start=1):
+        ceiling = min(300.0, 2.0 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    assert delays[-1] >= 150  # capped at 300 s, never beyond
+    assert loop.password("a") is None  # never a blank or made-up Secret
+
+
+async def test_a_permanent_error_waits_for_the_credential_to_change() -> None:
+    loop = Loop(gitrepo("a"))
+    loop.provider.errors.append(PermanentError("GitHub API: HTTP 401: githubAppPrivateKey is not this App's key"))
+    await loop.step()
+    for _ in range(5):
+        await loop.step(3600)
+    assert len(loop.provider.mints) == 1  # no retry, however long
+    assert loop.state().retry_at is None
+    assert loop.events.reasons("a") == ["TokenMintFailed"]  # said once; repeats are the recorder's to drop
+
+    rotated = KEY_PEM.replace(b"MIIB", b"MIIC")
+    loop.cluster.put_secret(
+        NS, "app", {"githubAppID": b"1", "githubAppInstallationID": b"7", "githubAppPrivateKey": rotated}
+    )
+    await loop.step(30)  # the re-read sees the new key: a new fingerprint, minted at once
+    assert len(loop.provider.mints) == 2
+    assert loop.password("a") == "token-1"
+    assert len(loop.controller.tokens) == 1  # the failed key's state is forgotten
+
+
+async def test_an_expired_token_is_never_written_and_never_blanks_the_secret() -> None:
+    loop = Loop(gitrepo("a"), lifetime_s=600)
+    await loop.step()
+    loop.provider.errors.extend(TemporaryError("GitHub API: HTTP 503") for _ in range(50))
+    await loop.step(700)  # past expiry, every retry failing
+    loop.cluster.writes.clear()
+    loop.cluster.secrets.pop((NS, "a-git-token"))
+    loop.index.on_output("DELETED", {"metadata": {"namespace": NS, "name": "a-git-token"}})
+    await loop.step(1)
+    assert loop.cluster.writes == []  # nothing valid to put there
+    assert loop.state().usable(loop.clock.now) is None
+
+
+async def test_a_deleted_output_secret_is_written_again_without_a_mint() -> None:
+    loop = Loop(gitrepo("a"))
+    await loop.step()
+    loop.cluster.secrets.pop((NS, "a-git-token"))
+    loop.index.on_output("DELETED", {"metadata": {"namespace": NS, "name": "a-git-token"}})
+    await loop.step(1)
+    assert loop.password("a") == "token-1"
+    assert len(loop.provider.mints) == 1
+
+
+async def test_a_foreign_secret_in_the_way_is_reported_not_overwritten() -> None:
+    loop = Loop(gitrepo("a"))
+    loop.cluster.put_secret(NS, "a-git-token", {"password": b"someone-elses"})
+    await loop.step()
+    assert loop.password("a") == "someone-elses"
+    assert loop.events.reasons("a") == ["SecretConflict"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ApiException(status=500, reason="Internal Server Error"), aiohttp.ServerDisconnectedError()],
+    ids=["http-500", "dropped-connection"],
+)
+async def test_a_failed_write_is_retried_on_the_next_pass(error: BaseException) -> None:
+    loop = Loop(gitrepo("a"))
+    original = loop.cluster.create_secret
+
+    async def fail_once(namespace: str, body: dict[str, Any]) -> None:
+        loop.cluster.create_secret = original  # type: ignore[method-assign]
+        raise error
+
+    loop.cluster.create_secret = fail_once  # type: ignore[method-assign]
+    await loop.step()
+    assert loop.password("a") is None
+    await loop.step(1)
+    assert loop.password("a") == "token-1"
+    assert len(loop.provider.mints) == 1  # the token was kept, only the write repeated
