@@ -65,10 +65,11 @@ class Refresher:
                 connection_verify=config.azure_ca_file,
             ),
         }
-        self.events = EventRecorder(api)
+        self.events = EventRecorder(client.CoreV1Api(api))
         self.controller: Controller | None = None
+        self.ended: str | None = None  # why the work stopped, if it ever does
         self.elector = (
-            LeaderElector(api, config.lease_namespace, config.lease_name, config.identity)
+            LeaderElector(client.CoordinationV1Api(api), config.lease_namespace, config.lease_name, config.identity)
             if config.leader_elect
             else None
         )
@@ -95,6 +96,20 @@ class Refresher:
         else:
             await self._lead()
 
+    def start(self) -> asyncio.Task[None]:
+        """Run in the background. The work is meant to run until cancelled: if it ends any other way, ``/livez``
+        fails from then on, so Kubernetes restarts the pod instead of leaving a replica that renews nothing."""
+        task = asyncio.create_task(self.run())
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        self.ended = type(error).__name__ if error is not None else "returned"
+        log.error("refresher loop ended: reporting not alive", extra={"error": self.ended})
+
     @property
     def ready(self) -> bool:
         if self.elector is not None and not self.elector.leading:
@@ -105,6 +120,8 @@ class Refresher:
         app = web.Application()
 
         async def healthz(_: web.Request) -> web.Response:
+            if self.ended is not None:
+                return web.Response(status=503, text=f"refresher loop ended ({self.ended})\n")
             return web.Response(text="ok\n")
 
         async def readyz(_: web.Request) -> web.Response:
@@ -131,7 +148,7 @@ async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
         await runner.setup()
         await web.TCPSite(runner, config.listen[0], config.listen[1]).start()
         log.info("refresher started", extra={"identity": config.identity, "leader_elect": config.leader_elect})
-        task = asyncio.create_task(refresher.run())
+        task = refresher.start()
         try:
             await stop.wait()
         finally:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -65,8 +66,9 @@ class _Seen:
 
 
 class EventRecorder:
-    def __init__(self, api: client.ApiClient) -> None:
-        self._core = client.CoreV1Api(api)
+    def __init__(self, core: client.CoreV1Api, clock: Callable[[], float] = time.monotonic) -> None:
+        self._core = core
+        self._clock = clock
         self._seen: dict[tuple[str, str, str], _Seen] = {}  # (uid, reason, message) ->
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
         self._workers: list[asyncio.Task[None]] = []
@@ -74,7 +76,7 @@ class EventRecorder:
     def emit_for(self, target: Target | Invalid, event_type: EventType, reason: str, message: str) -> None:
         key = (target.uid, reason, message)
         seen = self._seen.get(key)
-        now = time.monotonic()
+        now = self._clock()
         if seen is not None and now - seen.last < REPEAT_EVERY_S:
             return
         if seen is None:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class LeaderElector:
     def __init__(
         self,
-        api: client.ApiClient,
+        leases: client.CoordinationV1Api,
         namespace: str,
         name: str,
         identity: str,
@@ -41,7 +41,7 @@ class LeaderElector:
         retry_s: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._api = client.CoordinationV1Api(api)
+        self._api = leases
         self.namespace, self.name, self.identity = namespace, name, identity
         self._lease_s, self._renew_deadline_s, self._retry_s = lease_s, renew_deadline_s, retry_s
         self._clock = clock
@@ -103,7 +103,11 @@ class LeaderElector:
             return False
 
     async def run(self, lead: Callable[[], Coroutine[None, None, None]]) -> None:
-        """Forever: wait to acquire, run ``lead`` while renewing, stop it when renewal fails."""
+        """Forever: wait to acquire, run ``lead`` while renewing, stop it when renewal fails.
+
+        ``lead`` is meant to run until cancelled: if it ends by itself (a crash), so does this, with its error,
+        so the process reports itself dead (``/livez``) rather than lead without working.
+        """
         try:
             while True:
                 while not await self._attempt():  # noqa: ASYNC110 - polling the apiserver is the protocol
@@ -119,6 +123,9 @@ class LeaderElector:
                         elif self._clock() - last_renewed > self._renew_deadline_s:
                             log.warning("lost the lease: stopping", extra={"lease": self.name})
                             break
+                    if task.done():
+                        task.result()  # re-raises the crash
+                        raise RuntimeError("the leader's work ended while it still held the lease")
                 finally:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,0 +1,88 @@
+"""The Event recorder: one Event per (object, reason, message), repeats within a minute dropped, later ones
+counted on the same Event, a full queue dropped and counted, an unreachable apiserver never raised."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import aiohttp
+
+from refresher import events as events_module
+from refresher import metrics
+from refresher.events import EventRecorder
+from refresher.targets import Target
+from tests.support.memcluster import FakeClock
+from tests.support.responses import Response
+
+TARGET = Target("GitRepository", "apps", "web", "uid-web", "github", "web-git-token", "app")
+
+
+@dataclass
+class Core:
+    created: list[dict[str, Any]] = field(default_factory=list)
+    patched: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fail: BaseException | None = None
+    gate: asyncio.Event | None = None  # hold writes until set
+
+    async def create_namespaced_event(self, namespace: str, body: dict[str, Any], **_: Any) -> Response:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        self.created.append(body)
+        return Response(201)
+
+    async def patch_namespaced_event(self, name: str, namespace: str, body: dict[str, Any], **_: Any) -> Response:
+        self.patched.append((name, body))
+        return Response(200)
+
+
+async def test_repeats_are_dropped_within_a_minute_then_counted_on_the_same_event() -> None:
+    core, clock = Core(), FakeClock(0.0)
+    recorder = EventRecorder(cast(Any, core), clock=clock)
+    recorder.emit_for(TARGET, "Warning", "TokenMintFailed", "github token: HTTP 502")
+    recorder.emit_for(TARGET, "Warning", "TokenMintFailed", "github token: HTTP 502")
+    recorder.emit_for(TARGET, "Warning", "SecretConflict", "another message")
+    await recorder.drain()
+    assert [e["reason"] for e in core.created] == ["TokenMintFailed", "SecretConflict"]
+    first = core.created[0]
+    assert first["involvedObject"] == {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "namespace": "apps",
+        "name": "web",
+        "uid": "uid-web",
+    }
+    assert first["count"] == 1
+    clock.advance(61)
+    recorder.emit_for(TARGET, "Warning", "TokenMintFailed", "github token: HTTP 502")
+    await recorder.drain()
+    assert core.patched == [
+        (first["metadata"]["name"], {"count": 2, "lastTimestamp": core.patched[0][1]["lastTimestamp"]})
+    ]
+
+
+async def test_a_full_queue_drops_and_counts_instead_of_growing() -> None:
+    core = Core(gate=asyncio.Event())
+    recorder = EventRecorder(cast(Any, core), clock=FakeClock(0.0))
+    before = metrics.EVENTS_DROPPED._value.get()  # prometheus-client has no public getter
+    total = events_module.QUEUE_SIZE + events_module.WORKERS + 25
+    for i in range(total):
+        recorder.emit_for(TARGET, "Warning", "TokenMintFailed", f"message {i}")
+    await asyncio.sleep(0)
+    dropped = metrics.EVENTS_DROPPED._value.get() - before
+    assert 25 <= dropped <= 25 + events_module.WORKERS
+    core.gate.set()  # type: ignore[union-attr]
+    await recorder.drain()
+    assert len(core.created) == total - dropped
+
+
+async def test_an_unreachable_apiserver_is_logged_never_raised(caplog: Any) -> None:
+    core = Core(fail=aiohttp.ServerDisconnectedError())
+    recorder = EventRecorder(cast(Any, core), clock=FakeClock(0.0))
+    recorder.emit_for(TARGET, "Warning", "TokenMintFailed", "github token: HTTP 502")
+    await recorder.drain()
+    assert core.created == []
+    assert any(r.getMessage() == "event not recorded" for r in caplog.records)
