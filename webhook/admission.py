@@ -17,6 +17,9 @@ from webhook.jsonpatch import Patch
 from webhook.pods import PodView
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+# Deeper objects are refused (a CRD field that preserves unknown fields lets a tenant send anything). Real
+# GitRepositories nest under 10 levels; the policy's copies and diffs recurse, so a bound keeps them safe.
+MAX_DEPTH = 100
 
 
 class BadReview(ValueError):
@@ -55,14 +58,34 @@ _JSON_TYPES = {str: "str", int: "int", float: "float", bool: "bool", list: "arra
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """What one endpoint accepts: the resource kinds, and the decoder of its reviews."""
+    """What one endpoint accepts: the resource kinds, the decoder of its reviews, and whether the whole object
+    is decoded (and so must be checked for depth before the policy walks it)."""
 
     kinds: tuple[str, ...]
     decoder: msgspec.json.Decoder[Review[Any]]
+    whole_object: bool
 
 
 def schema(kinds: tuple[str, ...], *, pod_view: bool = False) -> Schema:
-    return Schema(kinds, msgspec.json.Decoder(Review[PodView] if pod_view else Review[dict[str, Any]]))
+    return Schema(kinds, msgspec.json.Decoder(Review[PodView] if pod_view else Review[dict[str, Any]]), not pod_view)
+
+
+def too_deep(obj: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The JSON path (shortened) where ``obj`` first nests deeper than ``limit``, or None. Iterative, so it
+    cannot itself run out of stack."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(obj, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > limit:
+            shown = "".join(path[:6])
+            return f"$.request.object{shown}...({len(path) - 6} more levels)"
+        if isinstance(node, dict):
+            stack.extend(
+                (value, (*path, f".{str(key)[:40]}")) for key, value in node.items() if isinstance(value, (dict, list))
+            )
+        elif isinstance(node, list):
+            stack.extend((value, (*path, f"[{i}]")) for i, value in enumerate(node) if isinstance(value, (dict, list)))
+    return None
 
 
 def decode(body: bytes, accepts: Schema) -> Review[Any]:
@@ -74,6 +97,8 @@ def decode(body: bytes, accepts: Schema) -> Review[Any]:
         raise BadReview(message if " - at `" in message else f"{message} - at `$`") from None
     except msgspec.DecodeError as err:
         raise BadReview(f"body is not JSON: {err}") from None
+    except RecursionError:
+        raise BadReview(f"body nests deeper than {MAX_DEPTH} levels - at `$`") from None
     if review.kind != "AdmissionReview" or review.api_version not in API_VERSIONS:
         raise BadReview(f"expected kind AdmissionReview, apiVersion one of {', '.join(API_VERSIONS)}")
     request = review.request
@@ -94,6 +119,8 @@ def decode(body: bytes, accepts: Schema) -> Review[Any]:
             if not isinstance(value, dict):
                 got = _JSON_TYPES.get(type(value), type(value).__name__)
                 raise BadReview(f"Expected `object`, got `{got}` - at `$.request.object.{field}`")
+        if accepts.whole_object and (where := too_deep(obj)) is not None:
+            raise BadReview(f"object nests deeper than {MAX_DEPTH} levels - at `{where}`")
     return review
 
 

@@ -1,5 +1,10 @@
 """What the webhook reads from the cluster: ServiceAccount annotations (watch-backed cache) and the key names
-of a credentials Secret (one short GET, for warnings only)."""
+of a credentials Secret (one short GET, for warnings only).
+
+Lookups are best effort: any failure (an error status, a dropped or refused connection, a timeout, a body
+that is not what we expect) is logged by type and answered with what is known without it, never raised, so
+an apiserver blip never turns an admission answer into a 500.
+"""
 
 from __future__ import annotations
 
@@ -97,14 +102,14 @@ class ServiceAccountCache:
                     name, namespace, _preload_content=False, _request_timeout=self._miss_timeout
                 )
             )
+            found = _relevant(obj)
         except ApiException as err:
             if err.status != 404:
                 log.warning("serviceaccount lookup failed", extra={"serviceaccount": key, "status": err.status})
             return EMPTY
-        except (TimeoutError, OSError) as err:
+        except Exception as err:  # best effort: see the module's docstring
             log.warning("serviceaccount lookup failed", extra={"serviceaccount": key, "error": type(err).__name__})
             return EMPTY
-        found = _relevant(obj)
         self._by_key[key] = found
         return found
 
@@ -125,8 +130,9 @@ class SecretKeyLookup:
                     name, namespace, _preload_content=False, _request_timeout=self._timeout
                 )
             )
+            return frozenset((obj.get("data") or {}).keys()) | frozenset((obj.get("stringData") or {}).keys())
         except ApiException as err:
             return SecretLookup.MISSING if err.status == 404 else SecretLookup.UNKNOWN
-        except (TimeoutError, OSError):
+        except Exception as err:  # best effort: see the module's docstring
+            log.warning("secret lookup failed", extra={"secret": f"{namespace}/{name}", "error": type(err).__name__})
             return SecretLookup.UNKNOWN
-        return frozenset((obj.get("data") or {}).keys()) | frozenset((obj.get("stringData") or {}).keys())

@@ -15,6 +15,9 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# Label values come from closed sets only: ``operation`` is the caller's text, and one series per distinct
+# string would let anyone who can reach the port grow memory and /metrics without bound.
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"})  # unknown: a malformed review
 
 
 class AdmissionMetrics(Collector):
@@ -24,7 +27,8 @@ class AdmissionMetrics(Collector):
         self._sums: dict[str, float] = {}
 
     def record(self, kind: str, operation: str, result: str, seconds: float | None) -> None:
-        key = (kind, operation, result)
+        """``kind`` and ``result`` are our own constants; ``operation`` is folded into ``OPERATIONS`` or "other"."""
+        key = (kind, operation if operation in OPERATIONS else "other", result)
         self.requests[key] = self.requests.get(key, 0) + 1
         if seconds is None:
             return

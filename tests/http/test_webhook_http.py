@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +15,10 @@ import pytest
 from certs.authority import KeyPair, issue_serving, new_ca
 from certs.files import TLS_CERT, TLS_KEY, write_atomic
 from tests.support.reviews import gitrepository_review
-from tests.support.webhook import RunningWebhook, running_webhook
+from tests.support.webhook import RunningWebhook, post
 
-BENCH = Path(__file__).parents[2].parent / "shared" / "bench"
-SERVICEACCOUNTS = {"flux-system/source-controller": {"azure.workload.identity/client-id": "0000-1"}}
+# The benchmark's pod review (a copy: tests read nothing outside the repository).
+REVIEWS = Path(__file__).parents[1] / "fixtures" / "reviews"
 TOKEN_LIKE = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
 
 
@@ -61,26 +59,6 @@ def decode_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
     return patch
 
 
-@pytest.fixture
-async def webhook(tmp_path: Path) -> AsyncIterator[RunningWebhook]:
-    async with running_webhook(tmp_path, serviceaccounts=SERVICEACCOUNTS) as hook:
-        yield hook
-
-
-@pytest.fixture
-async def http(webhook: RunningWebhook) -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(ssl=webhook.client_ssl())
-    async with aiohttp.ClientSession(webhook.url, connector=connector) as session:
-        yield session
-
-
-async def post(http: aiohttp.ClientSession, path: str, body: Any) -> tuple[int, Any]:
-    data = io.BytesIO(body if isinstance(body, bytes) else json.dumps(body).encode())
-    async with http.post(path, data=data, headers={"Content-Type": "application/json"}) as resp:
-        text = await resp.text()
-        return resp.status, (json.loads(text) if resp.content_type == "application/json" else text)
-
-
 async def test_pod_review_v1_gets_label_and_annotation(http: aiohttp.ClientSession) -> None:
     status, body = await post(http, "/mutate/pod", pod_review())
     assert status == 200
@@ -96,7 +74,7 @@ async def test_pod_review_v1_gets_label_and_annotation(http: aiohttp.ClientSessi
 
 
 async def test_benchmark_review_gets_the_two_op_patch(http: aiohttp.ClientSession) -> None:
-    review = json.loads((BENCH / "pod_review.json").read_text())
+    review = json.loads((REVIEWS / "pod_review.json").read_text())
     status, body = await post(http, "/mutate/pod", review)
     assert status == 200
     ops = decode_patch(body["response"])

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from certs.files import CA_CERT, TLS_CERT, TLS_KEY, ensure_files
 from tests.support.controlplane import free_port
@@ -71,3 +75,11 @@ async def running_webhook(
     finally:
         stop.set()
         await task
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: Any) -> tuple[int, Any]:
+    """POST ``body`` (bytes, or JSON-encoded); the status and the decoded answer (JSON, else text)."""
+    data = io.BytesIO(body if isinstance(body, bytes) else json.dumps(body).encode())
+    async with http.post(path, data=data, headers={"Content-Type": "application/json"}) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if resp.content_type == "application/json" else text)

@@ -1,0 +1,123 @@
+"""What a hostile caller (or a tenant's object relayed by the apiserver) sends: label floods, deep nesting,
+an apiserver that drops our lookups. Each answer is a clear 400 or the best answer available, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client
+
+from common import names
+from common.gitrepository import SecretLookup
+from tests.support.reviews import gitrepository_review
+from tests.support.webhook import post
+from webhook import admission
+from webhook import config as webhook_config
+from webhook.lookups import SecretKeyLookup, ServiceAccountCache
+from webhook.metrics import METRICS
+from webhook.reviews import GITREPOSITORY_REVIEWS, review_gitrepository
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for i in range(depth):
+        value = {"a": value} if i % 2 else [value]
+    return value
+
+
+def nested_json(depth: int) -> bytes:
+    """``nested(depth)`` as JSON, built without recursion (json.dumps itself gives up past ~1,000 levels)."""
+    opening = "".join('{"a":' if i % 2 else "[" for i in reversed(range(depth)))
+    closing = "".join("}" if i % 2 else "]" for i in range(depth))
+    return f'{opening}"leaf"{closing}'.encode()
+
+
+async def test_operation_strings_never_become_metric_labels(http: aiohttp.ClientSession) -> None:
+    """Regression: 150 reviews with 1 MB operation strings used to add 139 MB and a 150 MB /metrics."""
+    for i in range(40):
+        review = gitrepository_review({"url": "https://example.com/r"}, operation=f"{i:04d}" + "X" * 50_000)
+        status, _ = await post(http, "/mutate/gitrepository", review)
+        assert status == 200
+    async with http.get("/metrics") as resp:
+        text = await resp.text()
+    assert len(text) < 200_000
+    assert "XXXX" not in text
+    assert 'operation="other"' in text
+    assert {op for _, op, _ in METRICS.requests} <= {"CREATE", "UPDATE", "DELETE", "CONNECT", "other", "unknown"}
+
+
+@pytest.mark.parametrize("depth", [150, 2_000, 50_000])
+async def test_deeply_nested_gitrepository_is_a_400_naming_the_path(http: aiohttp.ClientSession, depth: int) -> None:
+    review = gitrepository_review({"url": "https://github.com/acme/app", "provider": "github", "x": "HOLE"})
+    body = json.dumps(review).encode().replace(b'"HOLE"', nested_json(depth))
+    status, text = await post(http, "/mutate/gitrepository", body)
+    assert status == 400, text
+    assert "nests deeper than 100 levels" in text
+    if depth < 1000:  # msgspec itself stops past ~1,000 levels; then the path is the body's
+        assert "at `$.request.object.spec.x.a[0].a[0]" in text
+        assert "more levels)`" in text
+
+
+async def test_deeply_nested_pod_is_a_400(http: aiohttp.ClientSession) -> None:
+    body = (
+        b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"kind":"Pod"},'
+        b'"operation":"CREATE","namespace":"flux-system","object":{"metadata":{"name":"p"},"spec":{"x":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}}}"
+    )
+    status, text = await post(http, "/mutate/pod", body)
+    assert status == 400
+    assert "nests deeper" in text
+
+
+def test_the_depth_check_is_exact() -> None:
+    assert admission.too_deep({"spec": nested(99)}) is None
+    assert admission.too_deep({"spec": nested(101)}) is not None
+
+
+@contextlib.asynccontextmanager
+async def dropping_apiserver() -> AsyncIterator[client.ApiClient]:
+    """An 'apiserver' that accepts each connection and closes it at once, mid-request."""
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.transport.abort()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = client.Configuration(host=f"http://127.0.0.1:{port}")
+    api = client.ApiClient(cfg)
+    try:
+        yield api
+    finally:
+        await api.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_lookups_against_a_dropping_apiserver_answer_what_they_can() -> None:
+    """Regression: a dropped lookup used to escape as ServerDisconnectedError, and the review was a 500."""
+    async with dropping_apiserver() as api:
+        accounts = ServiceAccountCache(api)
+        assert await accounts.annotations("flux-system", "source-controller") == {}
+        secrets = SecretKeyLookup(api)
+        assert await secrets.keys("apps", "app") is SecretLookup.UNKNOWN
+        config = webhook_config.from_args(["--tls-cert-file=x", "--tls-key-file=y"])
+        body = gitrepository_review(
+            {"url": "https://github.com/acme/app", "provider": "github", "secretRef": {"name": "app"}}
+        )
+        review = admission.decode(json.dumps(body).encode(), GITREPOSITORY_REVIEWS)
+        outcome = await review_gitrepository(review, config, secrets)
+        assert outcome.result == "patched"  # translated as if the Secret were unknown: no warning, no 500
+        response = json.loads(outcome.body)["response"]
+        patch = json.loads(base64.b64decode(response["patch"]))
+        assert patch[0]["value"][names.ANNOTATION_PROVIDER] == "github"
+        assert "warnings" not in response
