@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +21,8 @@ from common.objects import meta
 
 MAX_NAME = 253
 MAX_WARNING = 120
+# A Secret name: a lowercase RFC 1123 subdomain (what the apiserver accepts for metadata.name).
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -155,17 +158,38 @@ def provider_error(path: str, value: str, allowed: Iterable[str]) -> FieldError:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any http(s) userinfo (a PAT pasted into it) replaced, for messages and logs.
+    """The URL with any secret in its userinfo replaced, for messages and logs.
 
-    ssh userinfo is a login name (``git@``), never a secret, and stays.
+    http(s) userinfo is dropped whole (a PAT pasted as the user or the password); an ssh login name
+    (``git@``) is no secret and stays, but a password after it (``ssh://git:ghp_...@host``, or scp-like
+    ``git:pass@host:path``) is replaced.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "ssh":
-        return url
+    if not sep:
+        scheme, rest = "", url
     authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    if scheme in ("", "ssh", "git+ssh", "ssh+git"):
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:***" if colon else user
+    else:
+        userinfo = "***"
+    return f"{scheme}{sep}{userinfo}@{host}{slash}{path}"
+
+
+def secret_name_error(path: str, value: str) -> FieldError | None:
+    """A field error when ``value`` cannot name a Secret (of the object's own namespace), else None."""
+    if len(value) <= MAX_NAME and _SUBDOMAIN.fullmatch(value):
+        return None
+    return FieldError(
+        path,
+        "Invalid value",
+        "a Secret name is a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters) "
+        "in the same namespace",
+        value[:MAX_NAME],
+    )
 
 
 def _warn(text: str) -> str:
@@ -196,10 +220,11 @@ def validate_gitrepository(
     """Denials (field errors) and soft warnings for a GitRepository, translated or not."""
     errors: list[FieldError] = []
     annotated = managed_provider(obj)
-    if annotated is not None and annotated not in names.SERVABLE_PROVIDERS:
-        errors.append(
-            provider_error(f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, names.SERVABLE_PROVIDERS)
-        )
+    if annotated is not None and annotated not in config.managed_providers:
+        # Only a translation of ours writes this annotation, and only for a provider this cluster serves:
+        # anything else is hand-written (a typo, or a try at a provider the admin turned off).
+        served_here = [p for p in names.SERVABLE_PROVIDERS if p in config.managed_providers]
+        errors.append(provider_error(f"metadata.annotations[{names.ANNOTATION_PROVIDER}]", annotated, served_here))
         return Review(errors)
     requested = requested_provider(obj)
     if requested not in names.ALLOWED_PROVIDERS:
@@ -210,15 +235,17 @@ def validate_gitrepository(
     served = translated or provider in config.managed_providers
 
     credentials = credentials_secret_name(obj) if translated else _secret_ref_name(obj)
+    path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef.name"
     if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
-        path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef"
         errors.append(
             FieldError(
-                path,
+                path.removesuffix(".name"),
                 "Required value",
                 f'provider "{provider}" needs a secretRef naming a Secret with {_key_list(provider)}',
             )
         )
+    elif served and credentials and (bad_name := secret_name_error(path, credentials)) is not None:
+        errors.append(bad_name)
     url = _spec(obj).get("url")
     if served and isinstance(url, str) and not url.startswith("https://"):
         errors.append(
@@ -248,7 +275,7 @@ def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dic
     annotated = managed_provider(obj)
     if requested in config.managed_providers:
         provider = requested
-    elif requested == names.PROVIDER_GENERIC and annotated in names.SERVABLE_PROVIDERS:
+    elif requested == names.PROVIDER_GENERIC and annotated in config.managed_providers:
         provider = annotated  # already translated (or secretRef edited): keep serving it
     else:
         if annotated is not None:

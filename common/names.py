@@ -39,6 +39,9 @@ ANNOTATION_CREDENTIALS_SECRET: Final = PREFIX + "credentials-secret"
 ANNOTATION_EXPIRES_AT: Final = PREFIX + "expires-at"
 ANNOTATION_REFRESHED_AT: Final = PREFIX + "refreshed-at"
 ANNOTATION_GITHUB_PERMISSIONS: Final = PREFIX + "github-permissions"
+# What a GitHub token may carry unless the admin says otherwise (--github-permissions): enough for Flux to
+# fetch and for image automation to push.
+DEFAULT_GITHUB_PERMISSIONS: Final = "contents:write,metadata:read"
 # On an opted-in Secret: repositories (URLs or owner/name, comma-separated) its consumers fetch, for GitHub
 # token scoping, beside those of the GitRepositories that reference it.
 ANNOTATION_REPOSITORIES: Final = PREFIX + "repositories"

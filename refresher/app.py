@@ -76,7 +76,7 @@ class Refresher:
 
     async def _lead(self) -> None:
         # A new leader starts from fresh caches: what it knows comes from the cluster, not from an earlier term.
-        index = Index(self.config.policy)
+        index = Index(self.config.rules)
         self.controller = Controller(
             self.config,
             self.providers,

@@ -11,13 +11,14 @@ from common import names
 from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
 from refresher.providers.gcp import GOOGLE_STS_URL, GOOGLE_TOKEN_URL
+from refresher.targets import Rules, parse_permissions
 
 
 @dataclass(frozen=True)
 class RefresherConfig:
     namespaces: tuple[str, ...]  # empty: all namespaces
     identity_namespaces: frozenset[str]
-    policy: PolicyConfig
+    rules: Rules  # managed providers, allowed GitHub permissions
     github_token_scope: str  # "repositories" or "installation"
     gcp_scopes: tuple[str, ...]
     gcp_token_urls: tuple[str, ...]
@@ -53,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--namespace", default=env("namespace", own), help="the refresher's own namespace")
     p.add_argument("--managed-providers", default=env("managed-providers", ",".join(names.DEFAULT_MANAGED_PROVIDERS)))
+    p.add_argument(
+        "--github-permissions",
+        default=env("github-permissions", names.DEFAULT_GITHUB_PERMISSIONS),
+        help="the most a GitHub token may carry, e.g. contents:write,metadata:read,pull_requests:write "
+        "(an object asking for more gets a Warning Event and no token)",
+    )
     p.add_argument(
         "--github-token-scope",
         choices=["repositories", "installation"],
@@ -98,7 +105,7 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
     return RefresherConfig(
         namespaces=csv(a.namespaces),
         identity_namespaces=identity,
-        policy=policy,
+        rules=Rules(policy, parse_permissions(a.github_permissions)),
         github_token_scope=a.github_token_scope,
         gcp_scopes=csv(a.gcp_scopes),
         gcp_token_urls=csv(a.gcp_token_urls),

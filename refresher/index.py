@@ -18,11 +18,10 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from common import names
-from common.gitrepository import PolicyConfig
 from common.informer import Informer
 from common.objects import Key, key_of, meta
 from refresher.outputs import OPT_IN_KEYS, digest
-from refresher.targets import Invalid, Target, from_gitrepository, from_opted_in_secret
+from refresher.targets import Invalid, Rules, Target, from_gitrepository, from_opted_in_secret
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,8 @@ class Output:
 
 
 class Index:
-    def __init__(self, policy: PolicyConfig) -> None:
-        self._policy = policy
+    def __init__(self, rules: Rules) -> None:
+        self._rules = rules
         self.gitrepos: dict[Key, Target | Invalid] = {}
         self.references: dict[Key, Reference] = {}
         self.opt_ins: dict[Key, OptIn] = {}
@@ -61,7 +60,7 @@ class Index:
         self.gitrepos.pop(key, None)
         self.references.pop(key, None)
         if kind != "DELETED":
-            target = from_gitrepository(obj, self._policy)
+            target = from_gitrepository(obj, self._rules)
             if target is not None:
                 self.gitrepos[key] = target
             else:
@@ -73,7 +72,7 @@ class Index:
 
     def on_opt_in(self, kind: str, obj: dict[str, Any]) -> None:
         key = key_of(obj)
-        target = from_opted_in_secret(obj) if kind != "DELETED" else None
+        target = from_opted_in_secret(obj, self._rules) if kind != "DELETED" else None
         if target is None:
             self.opt_ins.pop(key, None)
         else:

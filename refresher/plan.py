@@ -1,6 +1,8 @@
 """Which tokens to mint, and which Secrets each one fills. Pure.
 
-A token is minted once per distinct (credential, scope): every target sharing a credential shares its token.
+A token is minted once per distinct (namespace, credential, scope): every target of one namespace sharing a
+credential shares its token. Never across namespaces: namespaces are tenants, and one App installed for two
+tenants must not give either a token that reaches the other's repositories.
 For GitHub the scope is the union of the repositories those targets serve (at most 500 per token, split
 beyond) with their permissions; ``installation`` scoping turns that off.
 
@@ -35,9 +37,10 @@ def github_repository(url: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class MintKey:
-    """One token: the credential's fingerprint plus the provider-specific scope."""
+    """One token: the tenant (namespace), the credential's fingerprint and the provider-specific scope."""
 
     provider: str
+    namespace: str
     fingerprint: str
     scope: tuple[str, ...]
 
@@ -102,7 +105,7 @@ def make_plan(
         planned.add(pair)
 
     # github targets are grouped first: their scope depends on every target sharing the credential
-    github_groups: dict[tuple[str, tuple[str, str] | None, tuple[tuple[str, str], ...]], list[Pair]]
+    github_groups: dict[tuple[str, str, tuple[str, str] | None, tuple[tuple[str, str], ...]], list[Pair]]
     github_groups = defaultdict(list)
     for target, credential in sorted(targets, key=lambda tc: tc[0].key):
         if isinstance(credential, GitHubApp):
@@ -112,14 +115,15 @@ def make_plan(
             if locator and locator[0] == "repo":
                 locator = ("repo-owner", locator[1].split("/")[0])
             permissions = tuple(sorted(target.permissions.items()))
-            github_groups[(credential.fingerprint, locator, permissions)].append((target, credential))
+            group = (target.namespace, credential.fingerprint, locator, permissions)
+            github_groups[group].append((target, credential))
         elif isinstance(credential, GcpKey):
-            key = MintKey(names.PROVIDER_GCP, credential.fingerprint, gcp_scopes)
+            key = MintKey(names.PROVIDER_GCP, target.namespace, credential.fingerprint, gcp_scopes)
             assign(MintRequest(key, credential, scopes=gcp_scopes), (target, credential))
         elif isinstance(credential, AzureIdentity):
-            key = MintKey(names.PROVIDER_AZURE, credential.fingerprint, (azure_scope,))
+            key = MintKey(names.PROVIDER_AZURE, target.namespace, credential.fingerprint, (azure_scope,))
             assign(MintRequest(key, credential, scopes=(azure_scope,)), (target, credential))
-    for (fingerprint, locator, permissions), members in github_groups.items():
+    for (namespace, fingerprint, locator, permissions), members in github_groups.items():
         credential = members[0][1]
         assert isinstance(credential, GitHubApp)
         installation = _installation(locator, members)
@@ -134,7 +138,7 @@ def make_plan(
                 f"installation={installation[0]}:{installation[1]}" if installation else "installation=?",
                 *scope,
             )
-            key = MintKey(names.PROVIDER_GITHUB, fingerprint, scope_key)
+            key = MintKey(names.PROVIDER_GITHUB, namespace, fingerprint, scope_key)
             request = MintRequest(
                 key, credential, installation=installation, repositories=repos, permissions=permissions
             )

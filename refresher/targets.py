@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common import names
-from common.gitrepository import FieldError, PolicyConfig, managed_provider, provider_error, validate_gitrepository
+from common.gitrepository import (
+    FieldError,
+    PolicyConfig,
+    managed_provider,
+    provider_error,
+    secret_name_error,
+    validate_gitrepository,
+)
 from common.objects import meta
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -71,6 +78,29 @@ class Invalid:
     message: str
 
 
+# GitHub permission levels, weakest first: an allowlist entry allows its level and every weaker one.
+LEVELS = {"read": 1, "write": 2, "admin": 3}
+PERMISSIONS_PATH = f"metadata.annotations[{names.ANNOTATION_GITHUB_PERMISSIONS}]"
+
+
+def permissions_error(requested: Mapping[str, str], allowed: Mapping[str, str]) -> FieldError | None:
+    beyond = [
+        f"{scope}:{level}"
+        for scope, level in sorted(requested.items())
+        if LEVELS.get(level, len(LEVELS) + 1) > LEVELS.get(allowed.get(scope, ""), 0)
+    ]
+    if not beyond:
+        return None
+    allowlist = ",".join(f"{k}:{v}" for k, v in sorted(allowed.items()))
+    return FieldError(
+        PERMISSIONS_PATH,
+        "Forbidden",
+        f"beyond what this cluster allows ({allowlist}); ask the admin to extend the refresher's "
+        "--github-permissions, or ask for less",
+        ",".join(beyond),
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def parse_permissions(value: str | None) -> Mapping[str, str]:
     """``contents:write,pull_requests:read`` -> {"contents": "write", ...}; contents:read by default.
@@ -87,7 +117,18 @@ def parse_permissions(value: str | None) -> Mapping[str, str]:
     return types.MappingProxyType(permissions)
 
 
-def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target | Invalid | None:
+@dataclass(frozen=True)
+class Rules:
+    """What the admin allows: the GitRepository policy (managed providers) and the GitHub permissions a token
+    may carry (``--github-permissions``)."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    github_permissions: Mapping[str, str] = field(
+        default_factory=lambda: parse_permissions(names.DEFAULT_GITHUB_PERMISSIONS)
+    )
+
+
+def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid | None:
     """None when the object is not ours to serve (no provider annotation)."""
     provider = managed_provider(obj)
     if provider is None:
@@ -98,7 +139,7 @@ def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target |
         str(metadata.get("name", "")),
         str(metadata.get("uid", "")),
     )
-    review = validate_gitrepository(obj, policy)
+    review = validate_gitrepository(obj, rules.policy)
     if not review.allowed:
         return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", review.message())
     secret = (spec.get("secretRef") or {}).get("name")
@@ -110,6 +151,9 @@ def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target |
     interval = parse_duration(spec.get("interval"), 60.0)
     timeout = parse_duration(spec.get("timeout"), DEFAULT_TIMEOUT_S)
     annotations = metadata.get("annotations") or {}
+    permissions = parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS))
+    if provider == names.PROVIDER_GITHUB and (refused := permissions_error(permissions, rules.github_permissions)):
+        return Invalid("GitRepository", namespace, name, uid, "PermissionsRefused", str(refused))
     return Target(
         kind="GitRepository",
         namespace=namespace,
@@ -120,14 +164,15 @@ def from_gitrepository(obj: Mapping[str, Any], policy: PolicyConfig) -> Target |
         credentials=annotations.get(names.ANNOTATION_CREDENTIALS_SECRET),
         urls=(str(spec["url"]),) if spec.get("url") else (),
         consumer_window_s=2 * (interval + timeout),
-        permissions=parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS)),
+        permissions=permissions,
         service_account=spec.get("serviceAccountName") or None,
     )
 
 
-def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
+def from_opted_in_secret(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid | None:
     metadata = meta(obj)
-    provider = (metadata.get("labels") or {}).get(names.LABEL_PROVIDER)
+    labels = metadata.get("labels") or {}
+    provider = labels.get(names.LABEL_PROVIDER)
     if provider is None:
         return None
     namespace, name, uid = (
@@ -138,9 +183,21 @@ def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
     annotations = metadata.get("annotations") or {}
     credentials = annotations.get(names.ANNOTATION_CREDENTIALS_SECRET)
     credentials_path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]"
+    permissions = parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS))
+    served = [p for p in names.SERVABLE_PROVIDERS if p in rules.policy.managed_providers]
     error: FieldError | None = None
-    if provider not in names.SERVABLE_PROVIDERS:
-        error = provider_error(f"metadata.labels[{names.LABEL_PROVIDER}]", provider, names.SERVABLE_PROVIDERS)
+    refused: FieldError | None = None
+    reason = "InvalidSpec"
+    if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
+        # One of our own outputs: it already holds a token, and two writers on one Secret would fight.
+        reason = "OptInRefused"
+        error = FieldError(
+            f"metadata.labels[{names.LABEL_PROVIDER}]",
+            "Forbidden",
+            "this Secret is written by flux-passwordless for its GitRepository already; remove the label",
+        )
+    elif provider not in served:
+        error = provider_error(f"metadata.labels[{names.LABEL_PROVIDER}]", provider, served)
     elif provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
         error = FieldError(
             credentials_path,
@@ -154,8 +211,12 @@ def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
             "the credentials must live in another Secret (this one receives the token)",
             name,
         )
+    elif credentials and (bad_name := secret_name_error(credentials_path, credentials)) is not None:
+        error = bad_name
+    elif provider == names.PROVIDER_GITHUB and (refused := permissions_error(permissions, rules.github_permissions)):
+        reason, error = "PermissionsRefused", refused
     if error is not None:
-        return Invalid("Secret", namespace, name, uid, "InvalidSpec", str(error))
+        return Invalid("Secret", namespace, name, uid, reason, str(error))
     return Target(
         kind="Secret",
         namespace=namespace,
@@ -165,5 +226,5 @@ def from_opted_in_secret(obj: Mapping[str, Any]) -> Target | Invalid | None:
         secret=name,
         credentials=credentials,
         urls=tuple(u.strip() for u in annotations.get(names.ANNOTATION_REPOSITORIES, "").split(",") if u.strip()),
-        permissions=parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS)),
+        permissions=permissions,
     )

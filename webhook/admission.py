@@ -45,6 +45,7 @@ class Request(msgspec.Struct, Generic[T], rename="camel"):
     name: str = ""
     sub_resource: str = ""
     object: T | None = None
+    old_object: T | None = None
 
 
 class Review(msgspec.Struct, Generic[T], rename="camel"):

@@ -5,6 +5,7 @@ Nothing here writes anything anywhere, so dry-run requests are answered exactly 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -44,14 +45,21 @@ async def review_gitrepository(
     ):
         return Outcome(admission.allow(review), "skipped")
     assert request.object is not None
-    translated = translate_gitrepository(request.object, config.policy)
+    policy = config.policy
+    provider = managed_provider(request.object)
+    old = request.old_object
+    if provider is not None and provider not in policy.managed_providers and old and managed_provider(old) == provider:
+        # Not written by this request (the admin narrowed --managed-providers since): keep it, so updates of
+        # existing objects (Flux's finalizer, a label) still pass. The refresher warns that it is not served.
+        policy = dataclasses.replace(policy, managed_providers=policy.managed_providers | {provider})
+    translated = translate_gitrepository(request.object, policy)
     secret_name = credentials_secret_name(translated)
     keys = (
         await secrets.keys(request.namespace, secret_name)
         if secret_name and managed_provider(translated)
         else SecretLookup.UNKNOWN
     )
-    verdict = review_translation(request.object, translated, config.policy, keys)
+    verdict = review_translation(request.object, translated, policy, keys)
     if not verdict.allowed:
         log.info(
             "gitrepository denied",

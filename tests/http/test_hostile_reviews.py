@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +19,7 @@ from kubernetes_asyncio import client
 from common import names
 from common.gitrepository import SecretLookup
 from tests.support.reviews import gitrepository_review
-from tests.support.webhook import post
+from tests.support.webhook import post, running_webhook
 from webhook import admission
 from webhook import config as webhook_config
 from webhook.lookups import SecretKeyLookup, ServiceAccountCache
@@ -121,3 +123,32 @@ async def test_lookups_against_a_dropping_apiserver_answer_what_they_can() -> No
         patch = json.loads(base64.b64decode(response["patch"]))
         assert patch[0]["value"][names.ANNOTATION_PROVIDER] == "github"
         assert "warnings" not in response
+
+
+async def test_a_forged_annotation_for_an_unmanaged_provider_is_refused_but_existing_objects_update(
+    tmp_path: Path,
+) -> None:
+    """Regression: with azure left out of --managed-providers, provider: generic plus a hand-written
+    flux-passwordless.io/provider: azure was served. Now a CREATE is refused; an UPDATE of an object that already
+    carried it (the admin narrowed the list later; Flux adds its finalizer) still passes untouched."""
+
+    spec = {"url": "https://dev.azure.com/c/f/_git/f", "provider": "generic", "secretRef": {"name": "fleet-git-token"}}
+    metadata = {"name": "fleet", "namespace": "flux-system", "annotations": {names.ANNOTATION_PROVIDER: "azure"}}
+    async with running_webhook(tmp_path, "--managed-providers=github,gcp") as hook:
+        connector = aiohttp.TCPConnector(ssl=hook.client_ssl())
+        async with aiohttp.ClientSession(hook.url, connector=connector) as http:
+            create = gitrepository_review(spec, metadata=metadata, namespace="flux-system", name="fleet")
+            status, body = await post(http, "/mutate/gitrepository", create)
+            assert status == 200
+            assert body["response"]["allowed"] is False
+            assert body["response"]["status"]["message"] == (
+                'metadata.annotations[flux-passwordless.io/provider]: Unsupported value: "azure": '
+                'supported values: "gcp", "github"'
+            )
+            update = copy.deepcopy(create)
+            update["request"]["operation"] = "UPDATE"
+            update["request"]["oldObject"] = copy.deepcopy(create["request"]["object"])
+            update["request"]["object"]["metadata"]["finalizers"] = ["finalizers.fluxcd.io"]
+            status, body = await post(http, "/mutate/gitrepository", update)
+            assert body["response"]["allowed"] is True
+            assert "patch" not in body["response"]

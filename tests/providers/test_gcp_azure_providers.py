@@ -32,7 +32,7 @@ async def google() -> AsyncIterator[FakeGoogle]:
 
 def gcp_request(info: dict[str, object]) -> MintRequest:
     credential = gcp_credential({"gcpServiceAccount": key_json(info)}, "gcp-sa")
-    return MintRequest(MintKey("gcp", credential.fingerprint, SCOPES), credential, scopes=SCOPES)
+    return MintRequest(MintKey("gcp", "apps", credential.fingerprint, SCOPES), credential, scopes=SCOPES)
 
 
 def provider_for(google: FakeGoogle) -> GcpProvider:
@@ -137,7 +137,7 @@ Entra = tuple[FakeEntra, Issuer, TLSFiles]
 def azure_request(namespace: str, sa: str | None, annotations: dict[str, str] | None) -> MintRequest:
     identity = azure_identity(namespace, sa, annotations)
     scopes = (names.AZURE_DEVOPS_SCOPE,)
-    return MintRequest(MintKey("azure", identity.fingerprint, scopes), identity, scopes=scopes)
+    return MintRequest(MintKey("azure", "apps", identity.fingerprint, scopes), identity, scopes=scopes)
 
 
 async def test_azure_per_object_service_account(entra: Entra) -> None:

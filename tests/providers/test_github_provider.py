@@ -51,7 +51,7 @@ def secret_data(fake: FakeGitHub, private: bytes, tls: TLSFiles, **extra: bytes)
 
 def request(data: dict[str, bytes], installation: tuple[str, str] | None, repos: tuple[str, ...] | None) -> MintRequest:
     credential = github_credential(data, "github-app")
-    key = MintKey("github", credential.fingerprint, repos or ())
+    key = MintKey("github", "apps", credential.fingerprint, repos or ())
     return MintRequest(
         key, credential, installation=installation, repositories=repos, permissions=(("contents", "read"),)
     )

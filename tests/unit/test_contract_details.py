@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import re
 
+import pytest
+
 from common import names
-from common.gitrepository import output_secret_name
+from common.gitrepository import output_secret_name, redact_url
 from refresher.credentials import github_credential
 from refresher.outputs import OPT_IN_KEYS, digest, opt_in_apply, owned_secret
 from refresher.providers import Token
@@ -79,3 +81,19 @@ def test_opt_in_apply_owns_only_username_password_and_our_annotations() -> None:
     assert "type" not in body, "the opted-in Secret keeps its type"
     observed = {**body, "data": {**body["data"], "url": "aHR0cHM6Ly9naXRodWIuY29t"}, "type": "Opaque"}
     assert digest(observed, OPT_IN_KEYS) == digest(body, OPT_IN_KEYS), "foreign keys do not cause writes"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ghp_abc@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://x-access-token:ghp_abc@github.com/o/r", "https://***@github.com/o/r"),
+        ("ssh://git@github.com/o/r", "ssh://git@github.com/o/r"),
+        ("ssh://git:ghp_abc@github.com/o/r", "ssh://git:***@github.com/o/r"),
+        ("git:ghp_abc@github.com:o/r", "git:***@github.com:o/r"),
+        ("git@github.com:o/r", "git@github.com:o/r"),
+        ("https://github.com/o/r@main", "https://github.com/o/r@main"),
+    ],
+)
+def test_urls_never_show_a_secret(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

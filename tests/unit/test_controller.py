@@ -48,7 +48,7 @@ class Loop:
     def __init__(self, *repos: dict[str, Any], lifetime_s: float = 3600.0) -> None:
         self.clock = FakeClock()
         config = from_args(["--credentials-resync", "30", "--listen", "127.0.0.1:8080"])
-        self.index = Index(config.policy)
+        self.index = Index(config.rules)
         self.cluster = MemoryCluster(self.index)
         self.provider = ScriptedProvider(self.clock, lifetime_s)
         self.events = EventLog()

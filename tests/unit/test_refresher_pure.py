@@ -13,8 +13,9 @@ from refresher.credentials import gcp_credential, github_credential
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MAX_REPOSITORIES, github_repository, make_plan
 from refresher.schedule import renew_at, retry_at
-from refresher.targets import Invalid, Target, from_gitrepository, from_opted_in_secret, parse_duration
+from refresher.targets import Invalid, Rules, Target, from_gitrepository, from_opted_in_secret, parse_duration
 
+RULES = Rules()
 KEY = b"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
 
 
@@ -48,7 +49,7 @@ def github(installation: str | None = "7") -> object:
 
 
 def test_target_from_a_translated_gitrepository() -> None:
-    target = from_gitrepository(gitrepo("web", "https://github.com/acme/web"), PolicyConfig())
+    target = from_gitrepository(gitrepo("web", "https://github.com/acme/web"), RULES)
     assert isinstance(target, Target)
     assert (target.secret, target.credentials, target.urls) == (
         "web-git-token",
@@ -62,7 +63,7 @@ def test_target_from_a_translated_gitrepository() -> None:
 def test_unmanaged_gitrepository_is_not_a_target() -> None:
     obj = gitrepo("web", "https://github.com/acme/web")
     obj["metadata"]["annotations"] = {}  # type: ignore[index]
-    assert from_gitrepository(obj, PolicyConfig()) is None
+    assert from_gitrepository(obj, RULES) is None
 
 
 @pytest.mark.parametrize(
@@ -83,16 +84,14 @@ def test_unmanaged_gitrepository_is_not_a_target() -> None:
 )
 def test_opted_in_secret_rules(labels: dict[str, str], annotations: dict[str, str], message: str) -> None:
     obj = {"metadata": {"name": "pat", "namespace": "apps", "uid": "u", "labels": labels, "annotations": annotations}}
-    result = from_opted_in_secret(obj)
+    result = from_opted_in_secret(obj, RULES)
     assert isinstance(result, Invalid)
     assert message in result.message
 
 
 def test_one_token_per_credential_scoped_to_the_union_of_repositories() -> None:
     credential = github()
-    targets = [
-        from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i % 3}"), PolicyConfig()) for i in range(9)
-    ]
+    targets = [from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i % 3}"), RULES) for i in range(9)]
     plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
     assert len(plan.tokens) == 1
     planned = next(iter(plan.tokens.values()))
@@ -105,9 +104,7 @@ def test_one_token_per_credential_scoped_to_the_union_of_repositories() -> None:
 
 def test_more_than_500_repositories_split_into_tokens() -> None:
     credential = github()
-    targets = [
-        from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i}"), PolicyConfig()) for i in range(1201)
-    ]
+    targets = [from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i}"), RULES) for i in range(1201)]
     plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
     sizes = sorted(len(p.request.repositories or ()) for p in plan.tokens.values())
     assert sizes == [201, MAX_REPOSITORIES, MAX_REPOSITORIES]
@@ -115,10 +112,10 @@ def test_more_than_500_repositories_split_into_tokens() -> None:
 
 def test_permissions_and_installation_scope_change_the_token() -> None:
     credential = github()
-    reader = from_gitrepository(gitrepo("a", "https://github.com/acme/a"), PolicyConfig())
+    reader = from_gitrepository(gitrepo("a", "https://github.com/acme/a"), RULES)
     writer = from_gitrepository(
         gitrepo("b", "https://github.com/acme/b", **{names.ANNOTATION_GITHUB_PERMISSIONS: "contents:write"}),
-        PolicyConfig(),
+        RULES,
     )
     plan = make_plan([(reader, credential), (writer, credential)])  # type: ignore[list-item]
     assert len(plan.tokens) == 2
@@ -133,8 +130,7 @@ def test_gcp_targets_share_a_token_per_key() -> None:
         "sa",
     )
     targets = [
-        from_gitrepository(gitrepo(f"g{i}", "https://source.developers.google.com/p/p/r/x"), PolicyConfig())
-        for i in range(5)
+        from_gitrepository(gitrepo(f"g{i}", "https://source.developers.google.com/p/p/r/x"), RULES) for i in range(5)
     ]
     plan = make_plan([(t, key) for t in targets])  # type: ignore[misc]
     assert len(plan.tokens) == 1
@@ -172,3 +168,104 @@ def test_github_repository_from_urls() -> None:
     assert github_repository("https://github.com/acme/app.git") == ("acme", "app")
     assert github_repository("acme/app") == ("acme", "app")
     assert github_repository("https://github.com/acme") is None
+
+
+def test_a_token_never_spans_namespaces() -> None:
+    """The same App key in two tenants' namespaces: one token each, each scoped to its own tenant's repos."""
+    credential = github()
+    pairs = []
+    for ns in ("tenant-a", "tenant-b"):
+        obj = gitrepo("app", f"https://github.com/acme/{ns}-app")
+        obj["metadata"]["namespace"] = ns  # type: ignore[index]
+        target = from_gitrepository(obj, RULES)
+        assert isinstance(target, Target)
+        pairs.append((target, credential))
+    plan = make_plan(pairs)  # type: ignore[arg-type]
+    assert len(plan.tokens) == 2
+    for key, planned in plan.tokens.items():
+        (member,) = planned.members
+        assert key.namespace == member[0].namespace
+        assert planned.request.repositories == (f"{key.namespace}-app",)
+
+
+@pytest.mark.parametrize(
+    ("asked", "refused"),
+    [
+        (None, None),
+        ("contents:write", None),
+        ("contents:write,metadata:read", None),
+        ("administration:write", "administration:write"),
+        ("contents:admin", "contents:admin"),
+        ("secrets:write,members:read", "members:read,secrets:write"),
+        ("contents:sudo", "contents:sudo"),
+    ],
+)
+def test_github_permissions_beyond_the_allowlist_are_refused(asked: str | None, refused: str | None) -> None:
+    annotations = {names.ANNOTATION_GITHUB_PERMISSIONS: asked} if asked else {}
+    result = from_gitrepository(gitrepo("web", "https://github.com/acme/web", **annotations), RULES)
+    secret = {
+        "metadata": {
+            "name": "pat",
+            "namespace": "apps",
+            "uid": "u",
+            "labels": {names.LABEL_PROVIDER: "github"},
+            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "app", **annotations},
+        }
+    }
+    opted_in = from_opted_in_secret(secret, RULES)
+    if refused is None:
+        assert isinstance(result, Target)
+        assert isinstance(opted_in, Target)
+        return
+    for invalid in (result, opted_in):
+        assert isinstance(invalid, Invalid)
+        assert invalid.reason == "PermissionsRefused"
+        assert invalid.message == (
+            f'metadata.annotations[flux-passwordless.io/github-permissions]: Forbidden: "{refused}": beyond what '
+            "this cluster allows (contents:write,metadata:read); ask the admin to extend the refresher's "
+            "--github-permissions, or ask for less"
+        )
+
+
+def test_our_own_output_secret_cannot_be_opted_in() -> None:
+    """Regression: labelling an owned <name>-git-token Secret made two writers overwrite each other for ever."""
+    secret = {
+        "metadata": {
+            "name": "web-git-token",
+            "namespace": "apps",
+            "uid": "u",
+            "labels": {names.LABEL_PROVIDER: "github", names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
+            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "app"},
+        }
+    }
+    result = from_opted_in_secret(secret, RULES)
+    assert isinstance(result, Invalid)
+    assert result.reason == "OptInRefused"
+
+
+def test_the_refresher_serves_only_its_managed_providers() -> None:
+    """Regression: a hand-written provider annotation was served even for a provider the admin turned off."""
+    rules = Rules(PolicyConfig(frozenset({"github", "gcp"})))
+    obj = gitrepo("fleet", "https://dev.azure.com/contoso/fleet/_git/fleet", **{names.ANNOTATION_PROVIDER: "azure"})
+    result = from_gitrepository(obj, rules)
+    assert isinstance(result, Invalid)
+    assert 'Unsupported value: "azure": supported values: "gcp", "github"' in result.message
+    secret = {"metadata": {"name": "pat", "namespace": "apps", "uid": "u", "labels": {names.LABEL_PROVIDER: "azure"}}}
+    assert isinstance(from_opted_in_secret(secret, rules), Invalid)
+
+
+def test_a_bad_credentials_name_on_an_opted_in_secret_is_refused() -> None:
+    secret = {
+        "metadata": {
+            "name": "pat",
+            "namespace": "apps",
+            "uid": "u",
+            "labels": {names.LABEL_PROVIDER: "github"},
+            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "t1/app"},
+        }
+    }
+    result = from_opted_in_secret(secret, RULES)
+    assert isinstance(result, Invalid)
+    assert result.message.startswith(
+        'metadata.annotations[flux-passwordless.io/credentials-secret]: Invalid value: "t1/app"'
+    )
