@@ -38,6 +38,9 @@ LABEL_PROVIDER: Final = PREFIX + "provider"  # on an opted-in Secret
 ANNOTATION_CREDENTIALS_SECRET: Final = PREFIX + "credentials-secret"
 ANNOTATION_EXPIRES_AT: Final = PREFIX + "expires-at"
 ANNOTATION_REFRESHED_AT: Final = PREFIX + "refreshed-at"
+# On a Secret we write: which token it holds (a hash of namespace, credential fingerprint and scope; nothing
+# secret), so a new leader can adopt a still-valid token instead of minting it again.
+ANNOTATION_TOKEN_KEY: Final = PREFIX + "token-key"
 ANNOTATION_GITHUB_PERMISSIONS: Final = PREFIX + "github-permissions"
 # What a GitHub token may carry unless the admin says otherwise (--github-permissions): enough for Flux to
 # fetch and for image automation to push.

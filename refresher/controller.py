@@ -127,7 +127,7 @@ class Controller:
         targets = list(self._targets())
         await self._sources.refresh(targets, now)
         plan = make_plan(await self._pairs(targets, now), self._config.github_token_scope, self._config.gcp_scopes)
-        due = [planned for key, planned in plan.tokens.items() if self._state(key).due(now)]
+        due = [planned for key, planned in plan.tokens.items() if self._state(planned, now).due(now)]
         if due:
             await asyncio.gather(*(self._mint(planned) for planned in due))
         if await self._writer.write_all(self._jobs(plan, self._clock()), self._clock()):
@@ -157,15 +157,22 @@ class Controller:
                 pairs.append((target, credential))
         return pairs
 
-    def _state(self, key: MintKey) -> TokenState:
+    def _state(self, planned: PlannedToken, now: float) -> TokenState:
+        """The token's state; a token first seen (a new leader, a new object) starts from the live token our
+        Secrets already hold, if any: a failover or a restart then mints nothing that is not due."""
+        key = planned.request.key
         state = self.tokens.get(key)
         if state is None:
             state = self.tokens[key] = TokenState()
+            held = self._index.held.get((key.namespace, key.digest))
+            if held is not None and held.expires_at > now:
+                state.minted(held, planned.window_s, self._rng)
+                log.debug("token adopted", extra={"provider": key.provider, "credential": key.fingerprint})
         return state
 
     async def _mint(self, planned: PlannedToken) -> None:
         key = planned.request.key
-        state = self._state(key)
+        state = self.tokens[key]
         async with self._mint_gates[key.provider]:
             started = time.perf_counter()  # after the gate: the mint's own latency, not the queue's
             try:
@@ -211,11 +218,12 @@ class Controller:
             if token is None:
                 continue  # nothing valid to write: never blank a Secret
             for target, credential in planned.members:
-                yield target, credential, token
+                yield target, credential, token, key.digest
 
     def _forget(self, plan: Plan) -> None:
         for key in [k for k in self.tokens if k not in plan.tokens]:
             del self.tokens[key]
+        self._index.retain_held({(key.namespace, key.digest) for key in plan.tokens})
         self._reporter.retain({t.key for planned in plan.tokens.values() for t, _ in planned.members})
         github = self._providers.get(names.PROVIDER_GITHUB)
         if isinstance(github, GitHubProvider):

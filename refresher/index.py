@@ -20,7 +20,8 @@ from kubernetes_asyncio import client
 from common import names
 from common.informer import Informer
 from common.objects import Key, key_of, meta
-from refresher.outputs import OPT_IN_KEYS, digest
+from refresher.outputs import OPT_IN_KEYS, digest, held_token
+from refresher.providers import Token
 from refresher.targets import Invalid, Rules, Target, from_gitrepository, from_opted_in_secret
 
 
@@ -51,6 +52,8 @@ class Index:
         self.references: dict[Key, Reference] = {}
         self.opt_ins: dict[Key, OptIn] = {}
         self.outputs: dict[Key, Output] = {}
+        # (namespace, token key) -> the longest-lived token a Secret of ours holds: what a new leader adopts
+        self.held: dict[Key, Token] = {}
         self.wake = asyncio.Event()
 
     # --- informer callbacks ---------------------------------------------------------------------
@@ -77,6 +80,8 @@ class Index:
             self.opt_ins.pop(key, None)
         else:
             self.opt_ins[key] = OptIn(target, digest(obj, OPT_IN_KEYS))
+            if isinstance(target, Target):
+                self._hold(key[0], obj)
         self.wake.set()
 
     def on_output(self, kind: str, obj: dict[str, Any]) -> None:
@@ -86,7 +91,21 @@ class Index:
         else:
             owners = meta(obj).get("ownerReferences") or [{}]
             self.outputs[key] = Output(str(owners[0].get("uid", "")), digest(obj))
+            self._hold(key[0], obj)
         self.wake.set()
+
+    def _hold(self, namespace: str, obj: dict[str, Any]) -> None:
+        held = held_token(obj)
+        if held is not None:
+            # Keyed by the Secret's own namespace: a token key is only ever looked up for its own namespace, so
+            # a tenant can at most confuse its own tokens (and the next renewal replaces them).
+            current = self.held.get((namespace, held[0]))
+            if current is None or held[1].expires_at > current.expires_at:
+                self.held[(namespace, held[0])] = held[1]
+
+    def retain_held(self, keys: set[Key]) -> None:
+        for key in [k for k in self.held if k not in keys]:
+            del self.held[key]
 
     def relisted(self, *stores: dict[Key, Any], namespace: str | None = None) -> Callable[[set[Key]], None]:
         """The on_relist callback of an informer feeding ``stores`` (within ``namespace``, or everywhere): drop

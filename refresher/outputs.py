@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from common import names
-from common.times import rfc3339
+from common.objects import meta
+from common.times import parse_rfc3339, rfc3339
 from refresher.credentials import Credential
 from refresher.providers import Token
 from refresher.targets import Target
 
-OWNED_ANNOTATIONS = (names.ANNOTATION_EXPIRES_AT, names.ANNOTATION_REFRESHED_AT)
+OWNED_ANNOTATIONS = (names.ANNOTATION_EXPIRES_AT, names.ANNOTATION_REFRESHED_AT, names.ANNOTATION_TOKEN_KEY)
 
 
 def _b64(value: str | bytes) -> str:
@@ -27,14 +28,43 @@ def token_data(target: Target, token: Token, bearer: bool) -> dict[str, str]:
     return {names.KEY_USERNAME: _b64(token.username), names.KEY_PASSWORD: _b64(token.value)}
 
 
-def token_annotations(token: Token) -> dict[str, str]:
-    return {
+def token_annotations(token: Token, token_key: str) -> dict[str, str]:
+    annotations = {
         names.ANNOTATION_EXPIRES_AT: rfc3339(token.expires_at),
         names.ANNOTATION_REFRESHED_AT: rfc3339(token.issued_at),
     }
+    if token_key:
+        annotations[names.ANNOTATION_TOKEN_KEY] = token_key
+    return annotations
 
 
-def owned_secret(target: Target, token: Token, credential: Credential, bearer: bool) -> dict[str, Any]:
+def held_token(obj: Mapping[str, Any]) -> tuple[str, Token] | None:
+    """The token a Secret we wrote holds, with its key (``MintKey.digest``): what a new leader may adopt.
+    None when anything is missing or malformed (then the token is simply minted again)."""
+    annotations = meta(obj).get("annotations") or {}
+    data = obj.get("data") or {}
+    key, username, password = (
+        annotations.get(names.ANNOTATION_TOKEN_KEY),
+        data.get(names.KEY_USERNAME),
+        data.get(names.KEY_PASSWORD),
+    )
+    if not (key and username and password):
+        return None
+    try:
+        token = Token(
+            base64.b64decode(password, validate=True).decode(),
+            base64.b64decode(username, validate=True).decode(),
+            parse_rfc3339(annotations.get(names.ANNOTATION_REFRESHED_AT)),
+            parse_rfc3339(annotations.get(names.ANNOTATION_EXPIRES_AT)),
+        )
+    except (ValueError, TypeError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    return (str(key), token) if token.expires_at > token.issued_at > 0 else None
+
+
+def owned_secret(
+    target: Target, token: Token, credential: Credential, bearer: bool, token_key: str = ""
+) -> dict[str, Any]:
     """The whole output Secret of a managed GitRepository, owned by it."""
     data = token_data(target, token, bearer)
     for key, value in credential.tls.items():  # GitHub Enterprise behind a private CA, client certificates
@@ -47,7 +77,7 @@ def owned_secret(target: Target, token: Token, credential: Credential, bearer: b
             "name": target.secret,
             "namespace": target.namespace,
             "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
-            "annotations": token_annotations(token),
+            "annotations": token_annotations(token, token_key),
             "ownerReferences": [
                 {
                     "apiVersion": names.GITREPOSITORY_API_VERSION,
@@ -64,12 +94,16 @@ def owned_secret(target: Target, token: Token, credential: Credential, bearer: b
     }
 
 
-def opt_in_apply(target: Target, token: Token) -> dict[str, Any]:
+def opt_in_apply(target: Target, token: Token, token_key: str = "") -> dict[str, Any]:
     """A server-side apply body owning only username, password and our annotations of an opted-in Secret."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": target.secret, "namespace": target.namespace, "annotations": token_annotations(token)},
+        "metadata": {
+            "name": target.secret,
+            "namespace": target.namespace,
+            "annotations": token_annotations(token, token_key),
+        },
         "data": token_data(target, token, bearer=False),
     }
 
@@ -77,11 +111,11 @@ def opt_in_apply(target: Target, token: Token) -> dict[str, Any]:
 def digest(body: Mapping[str, Any], data_keys: tuple[str, ...] | None = None) -> str:
     """A hash of the fields we own in a Secret (desired or observed): data (all, or ``data_keys``), our
     annotations, type and owner. Two Secrets with the same digest need no write."""
-    meta = body.get("metadata") or {}
+    metadata = meta(body)
     data = body.get("data") or {}
     keys = sorted(data) if data_keys is None else sorted(k for k in data_keys if k in data)
-    ann = meta.get("annotations") or {}
-    owners = [(o.get("uid"), o.get("name")) for o in meta.get("ownerReferences") or []]
+    ann = metadata.get("annotations") or {}
+    owners = [(o.get("uid"), o.get("name")) for o in metadata.get("ownerReferences") or []]
     h = hashlib.sha256()
     for part in (
         *(f"{k}={data[k]}" for k in keys),

@@ -13,6 +13,8 @@ them). The loop never goes back to the pairs.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,6 +45,12 @@ class MintKey:
     namespace: str
     fingerprint: str
     scope: tuple[str, ...]
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A short stable hash of the whole key, written next to the token (``flux-passwordless.io/token-key``)."""
+        text = "\0".join((self.provider, self.namespace, self.fingerprint, *self.scope))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

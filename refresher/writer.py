@@ -28,7 +28,7 @@ from refresher.targets import Target
 
 log = logging.getLogger(__name__)
 
-Job = tuple[Target, Credential, Token]
+Job = tuple[Target, Credential, Token, str]  # ..., the token's key (MintKey.digest)
 
 
 class Writer:
@@ -57,8 +57,8 @@ class Writer:
 
         async def worker() -> None:
             nonlocal failed
-            for target, credential, token in iterator:
-                if not await self._write(target, credential, token, now):
+            for target, credential, token, token_key in iterator:
+                if not await self._write(target, credential, token, token_key, now):
                     failed += 1
 
         await asyncio.gather(*(worker() for _ in range(self._concurrency)))
@@ -66,14 +66,14 @@ class Writer:
             del self._conflicts[key]
         return failed == 0
 
-    async def _write(self, target: Target, credential: Credential, token: Token, now: float) -> bool:
+    async def _write(self, target: Target, credential: Credential, token: Token, token_key: str, now: float) -> bool:
         if target.kind == "Secret":
-            return await self._write_opt_in(target, token)
-        return await self._write_owned(target, credential, token, now)
+            return await self._write_opt_in(target, token, token_key)
+        return await self._write_owned(target, credential, token, token_key, now)
 
-    async def _write_opt_in(self, target: Target, token: Token) -> bool:
+    async def _write_opt_in(self, target: Target, token: Token, token_key: str) -> bool:
         key = (target.namespace, target.secret)
-        desired = opt_in_apply(target, token)
+        desired = opt_in_apply(target, token, token_key)
         wanted = digest(desired, OPT_IN_KEYS)
         observed = self._index.opt_ins.get(key)
         if observed is None or observed.digest != wanted:
@@ -87,11 +87,13 @@ class Writer:
         self._reporter.holds(target, token)
         return True
 
-    async def _write_owned(self, target: Target, credential: Credential, token: Token, now: float) -> bool:
+    async def _write_owned(
+        self, target: Target, credential: Credential, token: Token, token_key: str, now: float
+    ) -> bool:
         key = (target.namespace, target.secret)
         if self._conflicts.get(key, 0.0) > now:
             return True  # reported already; looked at again later
-        desired = owned_secret(target, token, credential, self._bearer)
+        desired = owned_secret(target, token, credential, self._bearer, token_key)
         wanted = digest(desired)
         current = self._index.outputs.get(key)
         if current is not None and current.owner_uid != target.uid:

@@ -419,7 +419,10 @@ async def test_two_refreshers_one_leads_and_the_other_takes_over(
         assert [e.leading for e in electors].count(True) == 1
         await create_gitrepository(kube, namespace, "one", "github", clouds.repo_url("acme/app"), "github-app")
         await filled(kube, namespace, "one-git-token")
-        leader_stack, standby = (stack_a, b.elector) if a.elector.leading else (stack_b, a.elector)
+        leader_stack, new = (stack_a, b) if a.elector.leading else (stack_b, a)
+        standby = new.elector
+        assert standby is not None
+        issued = len(clouds.github.issued)
         stopped = time.monotonic()
         await leader_stack.aclose()  # the leader stops (as on SIGTERM) and releases the lease
 
@@ -428,6 +431,13 @@ async def test_two_refreshers_one_leads_and_the_other_takes_over(
 
         await eventually(standby_leads, timeout=10, what="the standby to lead")
         takeover = time.monotonic() - stopped
+
+        async def new_leader_synced() -> bool:
+            return new.controller is not None and new.controller.synced
+
+        await eventually(new_leader_synced, timeout=10, what="the new leader's caches")
+        await asyncio.sleep(1.0)  # its first passes
+        assert len(clouds.github.issued) == issued, "the new leader adopts the live token instead of minting"
         await create_gitrepository(kube, namespace, "two", "github", clouds.repo_url("acme/infra"), "github-app")
         await filled(kube, namespace, "two-git-token")
     assert takeover < 5, f"took over after {takeover:.1f}s: the lease was released, not waited out"

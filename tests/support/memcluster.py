@@ -95,6 +95,15 @@ class MemoryCluster:
             current["type"] = body["type"]
         self._notify(current)
 
+    def replay(self, index: Index) -> None:
+        """Feed every stored Secret to ``index``, as a new leader's informers list them."""
+        for obj in list(self.secrets.values()):
+            labels = obj["metadata"].get("labels") or {}
+            if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
+                index.on_output("ADDED", copy.deepcopy(obj))
+            if names.LABEL_PROVIDER in labels:
+                index.on_opt_in("ADDED", copy.deepcopy(obj))
+
     def password(self, namespace: str, name: str) -> str | None:
         data = (self.secrets.get((namespace, name)) or {}).get("data") or {}
         value = data.get(names.KEY_PASSWORD)

@@ -45,12 +45,16 @@ def gitrepo(name: str, interval: str = "1m", timeout: str = "1m") -> dict[str, A
 class Loop:
     """One controller on the fakes, plus what the tests look at."""
 
-    def __init__(self, *repos: dict[str, Any], lifetime_s: float = 3600.0) -> None:
-        self.clock = FakeClock()
+    def __init__(
+        self, *repos: dict[str, Any], lifetime_s: float = 3600.0, after: Loop | None = None, seed: int = 7
+    ) -> None:
+        """A fresh controller; with ``after``, a new leader taking over that one's cluster, clock and provider."""
+        self.clock: FakeClock = after.clock if after else FakeClock()
         config = from_args(["--credentials-resync", "30", "--listen", "127.0.0.1:8080"])
         self.index = Index(config.rules)
-        self.cluster = MemoryCluster(self.index)
-        self.provider = ScriptedProvider(self.clock, lifetime_s)
+        self.cluster: MemoryCluster = after.cluster if after else MemoryCluster(self.index)
+        self.cluster.index = self.index
+        self.provider: ScriptedProvider = after.provider if after else ScriptedProvider(self.clock, lifetime_s)
         self.events = EventLog()
         self.controller = Controller(
             config,
@@ -59,11 +63,14 @@ class Loop:
             self.cluster,
             self.index,
             clock=self.clock,
-            rng=random.Random(7),
+            rng=random.Random(seed),
         )
-        self.cluster.put_secret(
-            NS, "app", {"githubAppID": b"1", "githubAppInstallationID": b"7", "githubAppPrivateKey": KEY_PEM}
-        )
+        if after is None:
+            self.cluster.put_secret(
+                NS, "app", {"githubAppID": b"1", "githubAppInstallationID": b"7", "githubAppPrivateKey": KEY_PEM}
+            )
+        else:
+            self.cluster.replay(self.index)
         for repo in repos:
             self.index.on_gitrepo("ADDED", repo)
 
@@ -227,3 +234,30 @@ async def test_a_failed_write_is_retried_on_the_next_pass(error: BaseException) 
     await loop.step(1)
     assert loop.password("a") == "token-1"
     assert len(loop.provider.mints) == 1  # the token was kept, only the write repeated
+
+
+async def test_a_new_leader_adopts_live_tokens_and_mints_nothing_not_due() -> None:
+    """Regression: every leadership change used to re-mint every token (and forget rate-limit backoff)."""
+    repos = [gitrepo("a"), gitrepo("b"), gitrepo("slow", interval="10m", timeout="5m")]
+    first = Loop(*repos)
+    await first.step()
+    assert len(first.provider.mints) == 1  # one credential and scope; the window is the slowest consumer's
+    first.cluster.writes.clear()
+
+    second = Loop(*repos, after=first, seed=8)
+    await second.step(60)
+    assert len(second.provider.mints) == 1  # nothing minted by the new leader
+    assert second.cluster.writes == []  # and nothing rewritten
+    renew_in = second.state().renew_at - second.clock.now
+    assert 1800 - 120 - 60 <= renew_in <= 1800 - 60  # the adopted token keeps its own schedule (from issue)
+    await second.step(renew_in)
+    assert len(second.provider.mints) == 2
+
+
+async def test_an_expired_held_token_is_not_adopted() -> None:
+    first = Loop(gitrepo("a"), lifetime_s=600)
+    await first.step()
+    first.clock.advance(601)  # the held token has expired
+    second = Loop(gitrepo("a"), after=first)
+    await second.step()
+    assert len(second.provider.mints) == 2
