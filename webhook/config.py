@@ -30,6 +30,9 @@ class WebhookConfig:
     kubeconfig: str | None
     serviceaccounts_file: Path | None
     max_body_bytes: int
+    max_connections: int
+    header_timeout_s: float
+    idle_timeout_s: float
     secret_lookup_timeout: float
     serviceaccount_lookup_timeout: float
     log_level: str
@@ -82,6 +85,25 @@ def parser() -> argparse.ArgumentParser:
         help='JSON {"ns/name": {annotation: value}} instead of watching the cluster (local runs, benchmarks)',
     )
     p.add_argument("--max-body-bytes", type=int, default=int(env("max-body-bytes", str(3 * 1024 * 1024))))
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(env("max-connections", "500")),
+        help="connections at once; past it the oldest idle (or still handshaking) one makes room "
+        "(each may hold about 70 KB)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(env("header-timeout", "10")),
+        help="seconds for a new connection's TLS handshake and first request headers, and for a request body",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=float(env("idle-timeout", "60")),
+        help="seconds a kept-alive connection may stay idle",
+    )
     p.add_argument("--log-level", default=env("log-level", "info"), choices=["debug", "info", "warning", "error"])
     return p
 
@@ -98,6 +120,10 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         p.error("--cert-reload-interval must be positive")
     if a.max_body_bytes < 64 * 1024:
         p.error("--max-body-bytes must be at least 65536 (pods are large)")
+    if a.max_connections < 8:
+        p.error(f'--max-connections: Invalid value: "{a.max_connections}": at least 8')
+    if a.header_timeout <= 0 or a.idle_timeout <= 0:
+        p.error("--header-timeout and --idle-timeout must be positive")
     excluded = frozenset([*names.ALWAYS_EXCLUDED_NAMESPACES, a.namespace, *csv(a.exclude_namespaces)])
     return WebhookConfig(
         host=host,
@@ -118,6 +144,9 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         kubeconfig=a.kubeconfig,
         serviceaccounts_file=Path(a.serviceaccounts_file) if a.serviceaccounts_file else None,
         max_body_bytes=a.max_body_bytes,
+        max_connections=a.max_connections,
+        header_timeout_s=a.header_timeout,
+        idle_timeout_s=a.idle_timeout,
         secret_lookup_timeout=2.0,
         serviceaccount_lookup_timeout=1.0,
         log_level=a.log_level,

@@ -30,6 +30,7 @@ from common.kube import api_client
 from common.process import run_until_signalled
 from webhook import admission
 from webhook.config import WebhookConfig
+from webhook.connections import BoundedServer, listen
 from webhook.lookups import SecretKeyLookup, ServiceAccountCache, ServiceAccounts, StaticServiceAccounts
 from webhook.metrics import METRICS
 from webhook.reviews import GITREPOSITORY_REVIEWS, POD_REVIEWS, Outcome, review_gitrepository, review_pod
@@ -58,13 +59,18 @@ def _text(text: str, status: int = 200, headers: Mapping[str, str] = TEXT_HEADER
     return web.Response(status=status, body=text.encode(), headers=headers)
 
 
-def _endpoint(kind: str, accepts: admission.Schema, decide: Decide) -> Handler:
+def _endpoint(kind: str, accepts: admission.Schema, decide: Decide, body_timeout_s: float) -> Handler:
     record = METRICS.record
     clock = time.perf_counter
 
     async def handle(request: web.BaseRequest) -> web.Response:
         started = clock()
-        body = await request.read()
+        try:
+            async with asyncio.timeout(body_timeout_s):
+                body = await request.read()
+        except TimeoutError:
+            record(kind, "unknown", "malformed", None)
+            return _text(f"request body not received within {body_timeout_s:g}s\n", 408)
         try:
             review = admission.decode(body, accepts)
             outcome = await decide(review)
@@ -107,9 +113,13 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
             "GitRepository",
             GITREPOSITORY_REVIEWS,
             functools.partial(review_gitrepository, config=deps.config, secrets=deps.secrets),
+            deps.config.header_timeout_s,
         ),
         ("POST", "/mutate/pod"): _endpoint(
-            "Pod", POD_REVIEWS, functools.partial(review_pod, config=deps.config, accounts=deps.accounts)
+            "Pod",
+            POD_REVIEWS,
+            functools.partial(review_pod, config=deps.config, accounts=deps.accounts),
+            deps.config.header_timeout_s,
         ),
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): healthz,
@@ -118,13 +128,16 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
     }
 
 
-def make_server(deps: Deps) -> web.Server:
-    """The low-level aiohttp server: exact-path dispatch, 404 for unknown paths, 405 for a wrong method."""
+def make_server(deps: Deps) -> BoundedServer:
+    """The low-level aiohttp server: exact-path dispatch, 404 for unknown paths, 405 for a wrong method; its
+    connections bounded in time and number (``webhook.connections``)."""
     table = routes(deps)
     allowed: dict[str, list[str]] = {}
     for method, path in table:
         allowed.setdefault(path, []).append(method)
-    max_body = deps.config.max_body_bytes
+    config = deps.config
+    max_body = config.max_body_bytes
+    server: BoundedServer
 
     async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
         # The raw path, not request.path: the apiserver adds "?timeout=5s", and building a URL object to drop it
@@ -132,7 +145,12 @@ def make_server(deps: Deps) -> web.Server:
         path = request.raw_path.partition("?")[0]
         handler = table.get((request.method, path))
         if handler is not None:
-            return await handler(request)
+            protocol = request.protocol
+            server.started(protocol)
+            try:
+                return await handler(request)
+            finally:
+                server.finished(protocol)
         if path in allowed:
             methods = ", ".join(sorted(allowed[path]))
             return _text(
@@ -152,7 +170,15 @@ def make_server(deps: Deps) -> web.Server:
         # The body cap: BaseRequest.read() answers 413 past it, before any JSON is parsed.
         return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body)
 
-    return web.Server(dispatch, request_factory=request_factory, access_log=None)
+    server = BoundedServer(
+        dispatch,
+        request_factory=request_factory,
+        access_log=None,
+        max_connections=config.max_connections,
+        header_timeout_s=config.header_timeout_s,
+        idle_timeout_s=config.idle_timeout_s,
+    )
+    return server
 
 
 async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
@@ -169,15 +195,16 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
         tasks.append(asyncio.create_task(cache.informer.run()))
         accounts = cache
     deps = Deps(config, accounts, SecretKeyLookup(api, config.secret_lookup_timeout), tls)
-    runner = web.ServerRunner(make_server(deps), handle_signals=False)
+    server = make_server(deps)
+    runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=tls.context, backlog=1024)
-    await site.start()
+    listener = await listen(server, config.host, config.port, tls.context)
     log.info("webhook serving", extra={"host": config.host, "port": config.port})
     try:
         await stop.wait()
     finally:
         log.info("webhook stopping")
+        listener.close()  # no new connections; those open finish their request (runner.cleanup)
         await runner.cleanup()
         for task in tasks:
             task.cancel()
