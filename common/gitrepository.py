@@ -7,7 +7,6 @@ code, so users see one set of messages. Messages follow Kubernetes field errors:
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import re
@@ -267,10 +266,13 @@ def validate_gitrepository(
 def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dict[str, Any]:
     """The object Flux should store: a managed provider rewritten to generic + our own basic-auth Secret.
 
-    Returns a new object; ``obj`` is not modified. Idempotent: translating the result changes nothing,
-    and re-applying the user's manifest on top of a translated object translates back to the same thing.
+    Returns a new object; ``obj`` is not modified. Copy-on-write: only the maps it edits (the object,
+    metadata, annotations, spec, secretRef) are copied, every other subtree is shared with ``obj``, so a
+    large object costs what the edit costs (and ``webhook.jsonpatch.diff`` skips what is shared).
+    Idempotent: translating the result changes nothing, and re-applying the user's manifest on top of a
+    translated object translates back to the same thing.
     """
-    result: dict[str, Any] = copy.deepcopy(dict(obj))
+    result: dict[str, Any] = dict(obj)
     requested = requested_provider(obj)
     annotated = managed_provider(obj)
     if requested in config.managed_providers:
@@ -282,10 +284,9 @@ def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dic
             _hand_back(result)
         return result
     assert provider is not None
-    metadata = result.setdefault("metadata", {})
-    annotations = metadata.get("annotations") or {}
-    metadata["annotations"] = annotations
-    spec = result.setdefault("spec", {})
+    metadata = result["metadata"] = dict(meta(obj))
+    annotations = metadata["annotations"] = dict(metadata.get("annotations") or {})
+    spec = result["spec"] = dict(_spec(obj))
     output = output_secret_name(str(metadata.get("name", "")))
     current_ref = _secret_ref_name(result)
     annotations[names.ANNOTATION_PROVIDER] = provider
@@ -299,18 +300,20 @@ def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dic
 
 
 def _hand_back(result: dict[str, Any]) -> None:
-    """The user chose a provider we do not serve: drop our annotations, restore their secretRef."""
-    annotations = result["metadata"]["annotations"]
+    """The user chose a provider we do not serve: drop our annotations, restore their secretRef. ``result`` is
+    a shallow copy: the maps edited here are copied first."""
+    metadata = result["metadata"] = dict(meta(result))
+    annotations = metadata["annotations"] = dict(metadata.get("annotations") or {})
     annotations.pop(names.ANNOTATION_PROVIDER, None)
     credentials = annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
-    spec = result.get("spec") or {}
-    if _secret_ref_name(result) == output_secret_name(str(result["metadata"].get("name", ""))):
+    if _secret_ref_name(result) == output_secret_name(str(metadata.get("name", ""))):
+        spec = result["spec"] = dict(_spec(result))
         if credentials:
             spec["secretRef"] = {**spec["secretRef"], "name": credentials}
         else:
             spec.pop("secretRef", None)
     if not annotations:
-        result["metadata"].pop("annotations", None)
+        metadata.pop("annotations", None)
 
 
 def review_translation(
