@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--tls-key-file={key}",
             f"--serviceaccounts-file={SHARED_BENCH / 'serviceaccounts.json'}",
             "--log-level=warning",
+            "--metrics-listen=",
         ]
         plan = [
             ("yardstick", y_port, "pod", pod_body, 8),

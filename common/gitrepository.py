@@ -195,7 +195,8 @@ def _warn(text: str) -> str:
     return text if len(text) <= MAX_WARNING else text[: MAX_WARNING - 3] + "..."
 
 
-def _secret_warnings(provider: str, secret: str, keys: SecretKeys) -> list[str]:
+def secret_warnings(provider: str, secret: str, keys: SecretKeys) -> list[str]:
+    """Soft problems of a credentials Secret, from its key names: the same text at admission and in Events."""
     if keys is SecretLookup.UNKNOWN:
         return []
     if keys is SecretLookup.MISSING:
@@ -256,7 +257,7 @@ def validate_gitrepository(
                 redact_url(url),
             )
         )
-    warnings = _secret_warnings(provider, credentials, secret_keys) if credentials and served else []
+    warnings = secret_warnings(provider, credentials, secret_keys) if credentials and served else []
     return Review(errors, warnings)
 
 

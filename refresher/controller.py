@@ -155,6 +155,8 @@ class Controller:
                 continue
             if credential is not None:
                 pairs.append((target, credential))
+                for warning in self._sources.warnings(target):
+                    self._reporter.warn_once(target, "CredentialsWarning", warning)
         return pairs
 
     def _state(self, planned: PlannedToken, now: float) -> TokenState:

@@ -177,6 +177,7 @@ class Reporter:
     def __init__(self, events: Events) -> None:
         self.events = events
         self._announced: set[TargetKey] = set()  # told "TokenMinted" since their last failure
+        self._told: set[tuple[TargetKey, str, str]] = set()  # (target, reason, message) given once
 
     def holds(self, target: Target, token: Token) -> None:
         """``target``'s Secret holds ``token`` (just written, or found already there)."""
@@ -202,6 +203,13 @@ class Reporter:
     def warn(self, target: Target | Invalid, reason: str, message: str) -> None:
         self.events.emit_for(target, "Warning", reason, message)
 
+    def warn_once(self, target: Target, reason: str, message: str) -> None:
+        """A soft warning, told once per target (not counted up every minute while it lasts)."""
+        if (target.key, reason, message) not in self._told:
+            self._told.add((target.key, reason, message))
+            self.warn(target, reason, message)
+
     def retain(self, keys: set[TargetKey]) -> None:
-        """Forget targets that are gone (so a re-created one is announced again)."""
+        """Forget targets that are gone (so a re-created one is told again)."""
         self._announced &= keys
+        self._told = {told for told in self._told if told[0] in keys}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
+from common.gitrepository import secret_warnings
 from common.kube import TRANSPORT_ERRORS
 from common.objects import Key, meta
 from refresher.cluster import Cluster
@@ -33,6 +34,9 @@ class CredentialData:
         self.data = data
         self.name = name
         self._parsed: dict[str, Credential | MintError] = {}
+
+    def warnings(self, provider: str) -> list[str]:
+        return secret_warnings(provider, self.name, frozenset(self.data))
 
     def parsed(self, provider: str) -> Credential:
         result = self._parsed.get(provider)
@@ -122,6 +126,13 @@ class Sources:
         if isinstance(credential, GcpKey) and credential.info.get("type") == "external_account":
             self._check_identity_namespace(target, "a GCP external_account")
         return credential
+
+    def warnings(self, target: Target) -> list[str]:
+        """Soft problems of the target's credentials Secret (seed-RFC key spellings): Warning Events."""
+        entry = self._credentials.get((target.namespace, target.credentials or ""))
+        if entry is None or entry.data is None or target.provider not in names.PROVIDERS_NEEDING_SECRET:
+            return []
+        return entry.data.warnings(target.provider)
 
     def _check_identity_namespace(self, target: Target, what: str) -> None:
         if target.namespace not in self._config.identity_namespaces:

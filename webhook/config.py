@@ -31,6 +31,8 @@ class WebhookConfig:
     serviceaccounts_file: Path | None
     max_body_bytes: int
     max_connections: int
+    metrics_listen: tuple[str, int] | None  # plain HTTP, /metrics only; None: off
+    secret_warnings: bool
     header_timeout_s: float
     idle_timeout_s: float
     secret_lookup_timeout: float
@@ -45,6 +47,18 @@ def parser() -> argparse.ArgumentParser:
         "workload-identity injection into Pods.",
     )
     p.add_argument("--listen", default=env("listen", "0.0.0.0:9443"), help="host:port to serve HTTPS on")
+    p.add_argument(
+        "--metrics-listen",
+        default=env("metrics-listen", "0.0.0.0:8080"),
+        help="host:port for /metrics over plain HTTP, apart from the admission port (empty: off)",
+    )
+    p.add_argument(
+        "--secret-warnings",
+        action="store_true",
+        default=env("secret-warnings", "") == "true",
+        help="read credentials Secrets' key names to warn at admission (needs secrets: get; off by default, "
+        "the refresher says the same as Warning Events)",
+    )
     p.add_argument("--tls-cert-file", default=env("tls-cert-file", "/tls/tls.crt"))
     p.add_argument("--tls-key-file", default=env("tls-key-file", "/tls/tls.key"))
     p.add_argument(
@@ -112,6 +126,7 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
     p = parser()
     a = p.parse_args(argv)
     host, port = listen(p, a.listen, "0.0.0.0:9443")
+    metrics = listen(p, a.metrics_listen, "0.0.0.0:8080") if a.metrics_listen else None
     try:
         policy = PolicyConfig(frozenset(csv(a.managed_providers)))
     except ValueError as err:
@@ -145,6 +160,8 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         serviceaccounts_file=Path(a.serviceaccounts_file) if a.serviceaccounts_file else None,
         max_body_bytes=a.max_body_bytes,
         max_connections=a.max_connections,
+        metrics_listen=metrics,
+        secret_warnings=a.secret_warnings,
         header_timeout_s=a.header_timeout,
         idle_timeout_s=a.idle_timeout,
         secret_lookup_timeout=2.0,

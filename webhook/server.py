@@ -105,9 +105,6 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
     async def livez(_: web.BaseRequest) -> web.Response:
         return _text("ok\n")
 
-    async def metrics(_: web.BaseRequest) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     return {
         ("POST", "/mutate/gitrepository"): _endpoint(
             "GitRepository",
@@ -124,7 +121,6 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): healthz,
         ("GET", "/livez"): livez,
-        ("GET", "/metrics"): metrics,
     }
 
 
@@ -181,6 +177,21 @@ def make_server(deps: Deps) -> BoundedServer:
     return server
 
 
+async def metrics_server(address: tuple[str, int]) -> web.AppRunner:
+    """/metrics over plain HTTP on its own port, so a NetworkPolicy can open it to monitoring alone while the
+    admission port stays open to the apiserver."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, *address).start()
+    return runner
+
+
 async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set: the HTTPS server, certificate reloads and the ServiceAccount watch."""
     tls = ReloadingTLS(config.tls_cert_file, config.tls_key_file)
@@ -194,11 +205,13 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
         cache = ServiceAccountCache(api, config.serviceaccount_lookup_timeout)
         tasks.append(asyncio.create_task(cache.informer.run()))
         accounts = cache
-    deps = Deps(config, accounts, SecretKeyLookup(api, config.secret_lookup_timeout), tls)
+    secrets = SecretKeyLookup(api if config.secret_warnings else None, config.secret_lookup_timeout)
+    deps = Deps(config, accounts, secrets, tls)
     server = make_server(deps)
     runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
     listener = await listen(server, config.host, config.port, tls.context)
+    metrics = await metrics_server(config.metrics_listen) if config.metrics_listen else None
     log.info("webhook serving", extra={"host": config.host, "port": config.port})
     try:
         await stop.wait()
@@ -206,6 +219,8 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
         log.info("webhook stopping")
         listener.close()  # no new connections; those open finish their request (runner.cleanup)
         await runner.cleanup()
+        if metrics is not None:
+            await metrics.cleanup()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -31,25 +32,45 @@ async def test_default_install_passes_server_side_dry_run(kube: Kube) -> None:
             "mutatingwebhookconfiguration.admissionregistration.k8s.io/flux-passwordless",
             "job.batch/flux-passwordless-certs",
             "clusterrole.rbac.authorization.k8s.io/flux-passwordless-webhook",
+            "networkpolicy.networking.k8s.io/flux-passwordless-webhook",
+            "networkpolicy.networking.k8s.io/flux-passwordless-refresher",
         ):
             assert kind in out.stdout
     finally:
         await asyncio.to_thread(kube.kubectl, "delete", "namespace", "flux-passwordless", "--wait=false")
 
 
-async def test_serviceaccount_tokens_only_with_the_azure_per_object_overlay(kube: Kube) -> None:
-    def token_rule(overlay: Path) -> bool:
-        out = kube.kubectl("kustomize", str(overlay))
-        assert out.returncode == 0, out.stderr
-        role = next(
-            d
-            for d in yaml.safe_load_all(out.stdout)
-            if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "flux-passwordless-refresher"
-        )
-        return any("serviceaccounts/token" in r.get("resources", []) for r in role["rules"])
+def built(kube: Kube, overlay: Path) -> list[dict[str, Any]]:
+    out = kube.kubectl("kustomize", str(overlay))
+    assert out.returncode == 0, out.stderr
+    return list(yaml.safe_load_all(out.stdout))
 
-    assert not await asyncio.to_thread(token_rule, MANIFESTS)
-    assert await asyncio.to_thread(token_rule, MANIFESTS / "overlays" / "azure-per-object")
+
+def grants(docs: list[dict[str, Any]], role: str, resource: str) -> bool:
+    found = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == role)
+    return any(resource in r.get("resources", []) for r in found["rules"])
+
+
+async def test_serviceaccount_tokens_only_with_the_azure_per_object_overlay(kube: Kube) -> None:
+    default = await asyncio.to_thread(built, kube, MANIFESTS)
+    per_object = await asyncio.to_thread(built, kube, MANIFESTS / "overlays" / "azure-per-object")
+    assert not grants(default, "flux-passwordless-refresher", "serviceaccounts/token")
+    assert grants(per_object, "flux-passwordless-refresher", "serviceaccounts/token")
+
+
+async def test_the_webhook_reads_no_secret_unless_the_overlay_asks(kube: Kube) -> None:
+    """The component exposed to the network holds no Secret permission in the default install."""
+    default = await asyncio.to_thread(built, kube, MANIFESTS)
+    warnings = await asyncio.to_thread(built, kube, MANIFESTS / "overlays" / "secret-warnings")
+    assert not grants(default, "flux-passwordless-webhook", "secrets")
+    assert grants(warnings, "flux-passwordless-webhook", "secrets")
+
+    def args(docs: list[dict[str, Any]]) -> list[str]:
+        deployment = next(d for d in docs if d["kind"] == "Deployment" and "webhook" in d["metadata"]["name"])
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--secret-warnings" not in args(default)
+    assert "--secret-warnings" in args(warnings)
 
 
 async def test_cert_manager_overlay_builds(kube: Kube) -> None:

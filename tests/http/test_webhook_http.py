@@ -239,7 +239,7 @@ async def test_unknown_path_is_404_and_wrong_method_is_405(http: aiohttp.ClientS
         assert (resp.status, resp.headers["Allow"]) == (405, "GET")
 
 
-async def test_health_and_metrics(http: aiohttp.ClientSession) -> None:
+async def test_health_and_metrics(http: aiohttp.ClientSession, webhook: RunningWebhook) -> None:
     await post(http, "/mutate/pod", pod_review())
     await post(http, "/mutate/pod", b"junk")
     async with http.get("/healthz") as resp:
@@ -247,6 +247,8 @@ async def test_health_and_metrics(http: aiohttp.ClientSession) -> None:
     async with http.get("/livez") as resp:
         assert resp.status == 200
     async with http.get("/metrics") as resp:
+        assert resp.status == 404  # not on the admission port: see the metrics port
+    async with aiohttp.ClientSession() as plain, plain.get(webhook.metrics_url) as resp:
         text = await resp.text()
     assert 'flux_passwordless_webhook_requests_total{kind="Pod",operation="CREATE",result="patched"}' in text
     assert 'flux_passwordless_webhook_requests_total{kind="Pod",operation="unknown",result="malformed"}' in text

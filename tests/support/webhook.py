@@ -26,6 +26,7 @@ class RunningWebhook:
     port: int
     cert_dir: Path
     ca_file: Path
+    metrics_url: str
 
     def client_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
@@ -44,9 +45,10 @@ async def running_webhook(
 ) -> AsyncIterator[RunningWebhook]:
     cert_dir = tmp / "webhook-tls"
     ensure_files(cert_dir, ["localhost"], ["127.0.0.1"])
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     args = [
         f"--listen=127.0.0.1:{port}",
+        f"--metrics-listen=127.0.0.1:{metrics_port}",
         f"--tls-cert-file={cert_dir / TLS_CERT}",
         f"--tls-key-file={cert_dir / TLS_KEY}",
         "--cert-reload-interval=0.1",
@@ -71,7 +73,9 @@ async def running_webhook(
         except OSError:
             await asyncio.sleep(0.02)
     try:
-        yield RunningWebhook(f"https://127.0.0.1:{port}", port, cert_dir, cert_dir / CA_CERT)
+        yield RunningWebhook(
+            f"https://127.0.0.1:{port}", port, cert_dir, cert_dir / CA_CERT, f"http://127.0.0.1:{metrics_port}/metrics"
+        )
     finally:
         stop.set()
         await task

@@ -261,3 +261,17 @@ async def test_an_expired_held_token_is_not_adopted() -> None:
     second = Loop(gitrepo("a"), after=first)
     await second.step()
     assert len(second.provider.mints) == 2
+
+
+async def test_seed_rfc_key_spellings_are_a_warning_event_told_once() -> None:
+    """The webhook holds no Secret permission by default: the refresher, which reads the Secret anyway, says it."""
+    loop = Loop(gitrepo("a"))
+    loop.cluster.put_secret(NS, "app", {"githubAppID": b"1", "githubInstallationID": b"7", "githubPrivateKey": KEY_PEM})
+    for _ in range(3):
+        await loop.step(120)
+    assert loop.password("a") == "token-1"  # accepted, and used
+    warnings = [e for e in loop.events.events if e[2] == "CredentialsWarning"]
+    assert [w[3] for w in warnings] == [
+        'Secret "app" key githubInstallationID is the seed-RFC spelling; prefer githubAppInstallationID',
+        'Secret "app" key githubPrivateKey is the seed-RFC spelling; prefer githubAppPrivateKey',
+    ]
