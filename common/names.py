@@ -89,9 +89,14 @@ AZURE_ANNOTATION_SKIP_CONTAINERS: Final = "azure.workload.identity/skip-containe
 AZURE_ANNOTATION_TOKEN_EXPIRATION: Final = "azure.workload.identity/service-account-token-expiration"
 AZURE_LABEL_USE: Final = "azure.workload.identity/use"
 AZURE_TOKEN_AUDIENCE: Final = "api://AzureADTokenExchange"
-AZURE_TOKEN_VOLUME: Final = "azure-identity-token"
-AZURE_TOKEN_MOUNT_PATH: Final = "/var/run/secrets/azure/tokens"
-AZURE_TOKEN_FILE: Final = "azure-identity-token"
+# The token layout of the Azure Workload Identity webhook (v1.6 on): volume <prefix><hash>, mounted at
+# <path prefix>/<hash>, the token at token/azure-identity-token under it; <hash> is the first characters of
+# sha256(pod name) (``generateName + " (prefix)"`` for a pod not named yet) that keep the volume name within 63.
+AZURE_TOKEN_VOLUME_PREFIX: Final = "azure-workload-identity-reserved-"
+AZURE_TOKEN_PATH_PREFIX: Final = "/var/run/secrets/azure/wi"
+AZURE_TOKEN_FILE: Final = "token/azure-identity-token"
+# The layout before v1.6, recognised so a pod injected by an older webhook is never injected twice.
+AZURE_LEGACY_TOKEN_VOLUME: Final = "azure-identity-token"
 AZURE_DEFAULT_AUTHORITY_HOST: Final = "https://login.microsoftonline.com/"
 AZURE_TOKEN_EXPIRATION_MIN: Final = 3600
 AZURE_TOKEN_EXPIRATION_MAX: Final = 86400

@@ -17,6 +17,7 @@ patch.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -47,11 +48,13 @@ class _PodSpec(TypedDict, total=False):
     serviceAccountName: str
     initContainers: list[_Container]
     containers: list[_Container]
-    volumes: list[_Named]
+    volumes: list[dict[str, Any]]
     nodeSelector: dict[str, str]
 
 
 class _ObjectMeta(TypedDict, total=False):
+    name: str
+    generateName: str
     labels: dict[str, str]
     annotations: dict[str, str]
 
@@ -219,27 +222,46 @@ def _azure(w: _Writer, sa: Mapping[str, str], config: PodConfig) -> bool:
         return True
     pod_annotations = _get(w.original, "metadata", "annotations") or {}
     expiration = _azure_token_expiration(pod_annotations, sa)
+    if _azure_injected(w.original):
+        return True  # the Azure Workload Identity webhook (or a person) got there first: one token volume only
     skip = frozenset(
         s.strip() for s in (pod_annotations.get(names.AZURE_ANNOTATION_SKIP_CONTAINERS) or "").split(";") if s.strip()
     )
+    suffix = _azure_volume_hash(w.original)
+    volume, mount_path = names.AZURE_TOKEN_VOLUME_PREFIX + suffix, f"{names.AZURE_TOKEN_PATH_PREFIX}/{suffix}"
     env = [{"name": "AZURE_CLIENT_ID", "value": sa[names.AZURE_ANNOTATION_CLIENT_ID]}]
     tenant = sa.get(names.AZURE_ANNOTATION_TENANT_ID) or config.azure_tenant_id
     if tenant:
         env.append({"name": "AZURE_TENANT_ID", "value": tenant})
     env += [
-        {
-            "name": "AZURE_FEDERATED_TOKEN_FILE",
-            "value": f"{names.AZURE_TOKEN_MOUNT_PATH}/{names.AZURE_TOKEN_FILE}",
-        },
+        {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": f"{mount_path}/{names.AZURE_TOKEN_FILE}"},
         {"name": "AZURE_AUTHORITY_HOST", "value": config.azure_authority_host},
     ]
-    mount = {"name": names.AZURE_TOKEN_VOLUME, "mountPath": names.AZURE_TOKEN_MOUNT_PATH, "readOnly": True}
-    _inject_into_containers(w, env, mount, skip)
-    _add_volume(
-        w,
-        _token_volume(names.AZURE_TOKEN_VOLUME, names.AZURE_TOKEN_AUDIENCE, expiration, names.AZURE_TOKEN_FILE),
-    )
+    _inject_into_containers(w, env, {"name": volume, "mountPath": mount_path, "readOnly": True}, skip)
+    _add_volume(w, _token_volume(volume, names.AZURE_TOKEN_AUDIENCE, expiration, names.AZURE_TOKEN_FILE))
     return True
+
+
+def _azure_volume_hash(pod: Pod) -> str:
+    """As the Azure Workload Identity webhook names it, so a pod both webhooks see gets one volume, not two."""
+    metadata = pod.get("metadata") or {}
+    name = metadata.get("name") or f"{metadata.get('generateName', '')} (prefix)"
+    return hashlib.sha256(str(name).encode()).hexdigest()[: 63 - len(names.AZURE_TOKEN_VOLUME_PREFIX)]
+
+
+def _azure_injected(pod: Pod) -> bool:
+    """A token volume of either Azure Workload Identity layout, or a container told where a token is."""
+    spec = pod.get("spec") or {}
+    for volume in spec.get("volumes") or []:
+        name = str(volume.get("name", ""))
+        if name.startswith(names.AZURE_TOKEN_VOLUME_PREFIX) or name == names.AZURE_LEGACY_TOKEN_VOLUME:
+            return True
+    return any(
+        env.get("name") == "AZURE_FEDERATED_TOKEN_FILE"
+        for kind in ("initContainers", "containers")
+        for container in spec.get(kind) or []
+        for env in container.get("env") or []
+    )
 
 
 def _azure_token_expiration(pod_annotations: Mapping[str, str], sa: Mapping[str, str]) -> int:

@@ -35,7 +35,8 @@ def gitrepository(name: str, namespace: str, **spec: Any) -> str:
 @pytest.fixture(scope="module")
 async def webhook(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningWebhook]:
     tmp = tmp_path_factory.mktemp("webhook")
-    async with running_webhook(tmp, "--azure-injection=full", kubeconfig=kube.kubeconfig) as hook:
+    # As manifests/overlays/secret-warnings runs it: admission also warns about the credentials Secret.
+    async with running_webhook(tmp, "--azure-injection=full", "--secret-warnings", kubeconfig=kube.kubeconfig) as hook:
         await register(kube, hook, "e2e")
         yield hook
         await client.AdmissionregistrationV1Api(kube.api).delete_mutating_webhook_configuration("e2e")
