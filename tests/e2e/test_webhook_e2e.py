@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -190,12 +191,18 @@ async def test_pod_in_opted_in_namespace_gets_full_azure_injection(
     assert pod.metadata.annotations["flux-passwordless.io/injected"] == "azure"
     env = {e.name: e.value for e in pod.spec.containers[0].env}
     assert env["AZURE_CLIENT_ID"] == CLIENT_ID
-    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/tokens/azure-identity-token"
-    volume = next(v for v in pod.spec.volumes if v.name == "azure-identity-token")
+    # the Azure Workload Identity webhook's layout: hash = sha256(pod name), cut to keep the name within 63
+    suffix = hashlib.sha256(b"sc").hexdigest()[:30]
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == f"/var/run/secrets/azure/wi/{suffix}/token/azure-identity-token"
+    volume = next(v for v in pod.spec.volumes if v.name == f"azure-workload-identity-reserved-{suffix}")
     token = volume.projected.sources[0].service_account_token
-    assert (token.audience, token.expiration_seconds) == ("api://AzureADTokenExchange", 3600)
+    assert (token.audience, token.expiration_seconds, token.path) == (
+        "api://AzureADTokenExchange",
+        3600,
+        "token/azure-identity-token",
+    )
     mounts = {m.name: m.mount_path for m in pod.spec.containers[0].volume_mounts}
-    assert mounts["azure-identity-token"] == "/var/run/secrets/azure/tokens"
+    assert mounts[f"azure-workload-identity-reserved-{suffix}"] == f"/var/run/secrets/azure/wi/{suffix}"
 
 
 async def test_pod_outside_opted_in_namespaces_is_untouched(
