@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +45,9 @@ class Deps:
     accounts: ServiceAccounts
     secrets: SecretKeyLookup
     tls: ReloadingTLS | None
+    # Background work meant to run until shutdown (certificate reloads, the ServiceAccount watch): if one ends
+    # any other way, /livez fails so Kubernetes restarts the pod instead of serving stale certificates.
+    core_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 Decide = Callable[[admission.Review[Any]], Awaitable[Outcome]]
@@ -103,6 +106,9 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
         return _text("ok\n")
 
     async def livez(_: web.BaseRequest) -> web.Response:
+        ended = [task.get_name() for task in deps.core_tasks if task.done()]
+        if ended:
+            return _text(f"background work ended: {', '.join(ended)}\n", 503)
         return _text("ok\n")
 
     return {
@@ -195,7 +201,7 @@ async def metrics_server(address: tuple[str, int]) -> web.AppRunner:
 async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set: the HTTPS server, certificate reloads and the ServiceAccount watch."""
     tls = ReloadingTLS(config.tls_cert_file, config.tls_key_file)
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(tls.watch(config.cert_reload_seconds))]
+    tasks = [asyncio.create_task(tls.watch(config.cert_reload_seconds), name="certificate-reload")]
     api: client.ApiClient | None = None
     accounts: ServiceAccounts
     if config.serviceaccounts_file:
@@ -203,10 +209,10 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
     else:
         api = await api_client(config.kubeconfig)
         cache = ServiceAccountCache(api, config.serviceaccount_lookup_timeout)
-        tasks.append(asyncio.create_task(cache.informer.run()))
+        tasks.append(asyncio.create_task(cache.informer.run(), name="serviceaccount-watch"))
         accounts = cache
     secrets = SecretKeyLookup(api if config.secret_warnings else None, config.secret_lookup_timeout)
-    deps = Deps(config, accounts, secrets, tls)
+    deps = Deps(config, accounts, secrets, tls, tasks)
     server = make_server(deps)
     runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
