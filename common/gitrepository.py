@@ -1,4 +1,4 @@
-"""GitRepository policy: validation and provider translation. Pure functions, no IO.
+"""GitRepository policy: reading and validating the object. Pure functions, no IO (translation: ``common.translation``).
 
 The webhook calls these on admission; the refresher re-checks objects that slipped past it with the same
 code, so users see one set of messages. Messages follow Kubernetes field errors:
@@ -96,19 +96,19 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return meta(obj).get("annotations") or {}
 
 
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def spec_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("spec") or {}
 
 
-def _secret_ref_name(obj: Mapping[str, Any]) -> str | None:
-    ref = _spec(obj).get("secretRef") or {}
+def secret_ref_name(obj: Mapping[str, Any]) -> str | None:
+    ref = spec_of(obj).get("secretRef") or {}
     name = ref.get("name") if isinstance(ref, Mapping) else None
     return name if isinstance(name, str) and name else None
 
 
 def requested_provider(obj: Mapping[str, Any]) -> str:
     """spec.provider as the user wrote it (absent means generic)."""
-    value = _spec(obj).get("provider")
+    value = spec_of(obj).get("provider")
     return value if isinstance(value, str) and value else names.PROVIDER_GENERIC
 
 
@@ -121,7 +121,7 @@ def credentials_secret_name(obj: Mapping[str, Any]) -> str | None:
     """The Secret holding the user's credentials, before or after translation."""
     if managed_provider(obj) is not None:
         return _annotations(obj).get(names.ANNOTATION_CREDENTIALS_SECRET)
-    return _secret_ref_name(obj)
+    return secret_ref_name(obj)
 
 
 def output_secret_name(gitrepository_name: str) -> str:
@@ -234,7 +234,7 @@ def validate_gitrepository(
     provider = annotated if translated and annotated else requested
     served = translated or provider in config.managed_providers
 
-    credentials = credentials_secret_name(obj) if translated else _secret_ref_name(obj)
+    credentials = credentials_secret_name(obj) if translated else secret_ref_name(obj)
     path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef.name"
     if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
         errors.append(
@@ -246,7 +246,7 @@ def validate_gitrepository(
         )
     elif served and credentials and (bad_name := secret_name_error(path, credentials)) is not None:
         errors.append(bad_name)
-    url = _spec(obj).get("url")
+    url = spec_of(obj).get("url")
     if served and isinstance(url, str) and not url.startswith("https://"):
         errors.append(
             FieldError(
@@ -259,80 +259,3 @@ def validate_gitrepository(
         )
     warnings = secret_warnings(provider, credentials, secret_keys) if credentials and served else []
     return Review(errors, warnings)
-
-
-# --- translation ----------------------------------------------------------------------------------
-
-
-def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dict[str, Any]:
-    """The object Flux should store: a managed provider rewritten to generic + our own basic-auth Secret.
-
-    Returns a new object; ``obj`` is not modified. Copy-on-write: only the maps it edits (the object,
-    metadata, annotations, spec, secretRef) are copied, every other subtree is shared with ``obj``, so a
-    large object costs what the edit costs (and ``webhook.jsonpatch.diff`` skips what is shared).
-    Idempotent: translating the result changes nothing, and re-applying the user's manifest on top of a
-    translated object translates back to the same thing.
-    """
-    result: dict[str, Any] = dict(obj)
-    requested = requested_provider(obj)
-    annotated = managed_provider(obj)
-    if requested in config.managed_providers:
-        provider = requested
-    elif requested == names.PROVIDER_GENERIC and annotated in config.managed_providers:
-        provider = annotated  # already translated (or secretRef edited): keep serving it
-    else:
-        if annotated is not None:
-            _hand_back(result)
-        return result
-    assert provider is not None
-    metadata = result["metadata"] = dict(meta(obj))
-    annotations = metadata["annotations"] = dict(metadata.get("annotations") or {})
-    spec = result["spec"] = dict(_spec(obj))
-    output = output_secret_name(str(metadata.get("name", "")))
-    current_ref = _secret_ref_name(result)
-    annotations[names.ANNOTATION_PROVIDER] = provider
-    if current_ref is not None and current_ref != output:
-        annotations[names.ANNOTATION_CREDENTIALS_SECRET] = current_ref
-    elif current_ref is None and annotated is None:
-        annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
-    spec["provider"] = names.PROVIDER_GENERIC
-    spec["secretRef"] = {**(spec.get("secretRef") or {}), "name": output}
-    return result
-
-
-def _hand_back(result: dict[str, Any]) -> None:
-    """The user chose a provider we do not serve: drop our annotations, restore their secretRef. ``result`` is
-    a shallow copy: the maps edited here are copied first."""
-    metadata = result["metadata"] = dict(meta(result))
-    annotations = metadata["annotations"] = dict(metadata.get("annotations") or {})
-    annotations.pop(names.ANNOTATION_PROVIDER, None)
-    credentials = annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
-    if _secret_ref_name(result) == output_secret_name(str(metadata.get("name", ""))):
-        spec = result["spec"] = dict(_spec(result))
-        if credentials:
-            spec["secretRef"] = {**spec["secretRef"], "name": credentials}
-        else:
-            spec.pop("secretRef", None)
-    if not annotations:
-        metadata.pop("annotations", None)
-
-
-def review_translation(
-    obj: Mapping[str, Any],
-    translated: Mapping[str, Any],
-    config: PolicyConfig,
-    secret_keys: SecretKeys = SecretLookup.UNKNOWN,
-) -> Review:
-    """Validate what the user asked for (so messages use their field paths), then what would be stored."""
-    review = validate_gitrepository(obj, config, secret_keys)
-    if review.allowed:
-        review = validate_gitrepository(translated, config, secret_keys)
-    return review
-
-
-def admit_gitrepository(
-    obj: Mapping[str, Any], config: PolicyConfig, secret_keys: SecretKeys = SecretLookup.UNKNOWN
-) -> tuple[Review, dict[str, Any]]:
-    """The webhook's whole decision: the review and the object to store."""
-    translated = translate_gitrepository(obj, config)
-    return review_translation(obj, translated, config, secret_keys), translated

@@ -11,7 +11,7 @@ from pathlib import Path
 from common import names
 from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
-from webhook.pods import Mode, PodConfig
+from webhook.injectors import Mode, PodConfig
 
 MODES: tuple[Mode, ...] = ("label", "full")
 
@@ -25,7 +25,6 @@ class WebhookConfig:
     cert_reload_seconds: float
     policy: PolicyConfig
     pods: PodConfig
-    own_namespace: str
     excluded_namespaces: frozenset[str]
     kubeconfig: str | None
     serviceaccounts_file: Path | None
@@ -154,7 +153,6 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
             azure_tenant_id=a.azure_tenant_id,
             azure_authority_host=a.azure_authority_host,
         ),
-        own_namespace=a.namespace,
         excluded_namespaces=excluded,
         kubeconfig=a.kubeconfig,
         serviceaccounts_file=Path(a.serviceaccounts_file) if a.serviceaccounts_file else None,

@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from common.gitrepository import SecretKeys, SecretLookup
 from common.informer import Informer
 from common.kube import read_json
-from webhook.pods import SA_ANNOTATIONS_READ
+from webhook.injectors import SA_ANNOTATIONS_READ
 
 log = logging.getLogger(__name__)
 

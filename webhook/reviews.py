@@ -11,18 +11,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from common import names
-from common.gitrepository import (
-    SecretLookup,
-    credentials_secret_name,
-    managed_provider,
-    review_translation,
-    translate_gitrepository,
-)
+from common.gitrepository import SecretLookup, credentials_secret_name, managed_provider
+from common.translation import review_translation, translate_gitrepository
 from webhook import admission
 from webhook.config import WebhookConfig
+from webhook.injectors import PodRejected
 from webhook.jsonpatch import diff
 from webhook.lookups import SecretKeyLookup, ServiceAccounts
-from webhook.pods import Pod, PodRejected, PodView, mutate_pod
+from webhook.podpatch import Pod
+from webhook.pods import PodView, mutate_pod
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ App ID). The installation is found by ID, else by owner (orgs, then users), else
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import ssl
@@ -22,6 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from common import names
+from common.times import parse_rfc3339
 from refresher.credentials import GitHubApp
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
@@ -95,7 +95,7 @@ class GitHubProvider:
             raise self._error(status, headers, data, credential, request, installation)
         try:
             token = str(data["token"])
-            expires = dt.datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00")).timestamp()
+            expires = parse_rfc3339(str(data["expires_at"]))
         except (KeyError, ValueError, TypeError):
             raise TemporaryError("GitHub answered 201 without token/expires_at", "BadResponse") from None
         return Token(token, names.GITHUB_USERNAME, issued, expires)

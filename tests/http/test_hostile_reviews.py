@@ -18,7 +18,8 @@ import pytest
 from kubernetes_asyncio import client
 
 from common import names
-from common.gitrepository import PolicyConfig, SecretLookup, translate_gitrepository
+from common.gitrepository import PolicyConfig, SecretLookup
+from common.translation import translate_gitrepository
 from tests.support.reviews import gitrepository_review
 from tests.support.webhook import RunningWebhook, post, running_webhook
 from webhook import admission

@@ -10,7 +10,8 @@ import jsonpatch
 import pytest
 import yaml
 
-from common.gitrepository import PolicyConfig, SecretKeys, SecretLookup, admit_gitrepository
+from common.gitrepository import PolicyConfig, SecretKeys, SecretLookup
+from common.translation import admit_gitrepository
 from webhook.jsonpatch import diff
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "gitrepositories").glob("*.yaml"))

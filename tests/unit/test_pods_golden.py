@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from webhook import admission
+from webhook.injectors import PodConfig, PodRejected
 from webhook.jsonpatch import diff
-from webhook.pods import Pod, PodConfig, PodRejected, mutate_pod
+from webhook.podpatch import Pod
+from webhook.pods import mutate_pod
 from webhook.reviews import POD_REVIEWS
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "pods").glob("*.yaml"))
