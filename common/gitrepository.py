@@ -92,7 +92,7 @@ def _key_list(provider: str) -> str:
 # --- reading an object ----------------------------------------------------------------------------
 
 
-def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return meta(obj).get("annotations") or {}
 
 
@@ -114,13 +114,13 @@ def requested_provider(obj: Mapping[str, Any]) -> str:
 
 def managed_provider(obj: Mapping[str, Any]) -> str | None:
     """The provider we serve for this object: exactly its ``flux-passwordless.io/provider`` annotation."""
-    return _annotations(obj).get(names.ANNOTATION_PROVIDER)
+    return annotations_of(obj).get(names.ANNOTATION_PROVIDER)
 
 
 def credentials_secret_name(obj: Mapping[str, Any]) -> str | None:
     """The Secret holding the user's credentials, before or after translation."""
     if managed_provider(obj) is not None:
-        return _annotations(obj).get(names.ANNOTATION_CREDENTIALS_SECRET)
+        return annotations_of(obj).get(names.ANNOTATION_CREDENTIALS_SECRET)
     return secret_ref_name(obj)
 
 
@@ -246,6 +246,23 @@ def validate_gitrepository(
         )
     elif served and credentials and (bad_name := secret_name_error(path, credentials)) is not None:
         errors.append(bad_name)
+    service_account = spec_of(obj).get("serviceAccountName") or annotations_of(obj).get(
+        names.ANNOTATION_SERVICE_ACCOUNT
+    )
+    if service_account and served and provider != names.PROVIDER_AZURE:
+        path = (
+            "spec.serviceAccountName"
+            if spec_of(obj).get("serviceAccountName")
+            else (f"metadata.annotations[{names.ANNOTATION_SERVICE_ACCOUNT}]")
+        )
+        errors.append(
+            FieldError(
+                path,
+                "Invalid value",
+                f'provider "{provider}" takes its credentials from a Secret; only "azure" uses a ServiceAccount',
+                str(service_account),
+            )
+        )
     url = spec_of(obj).get("url")
     if served and isinstance(url, str) and not url.startswith("https://"):
         errors.append(

@@ -36,6 +36,9 @@ PROVIDERS_NEEDING_SECRET: Final = (PROVIDER_GITHUB, PROVIDER_GCP)
 ANNOTATION_PROVIDER: Final = PREFIX + "provider"  # on a GitRepository: the provider we serve
 LABEL_PROVIDER: Final = PREFIX + "provider"  # on an opted-in Secret
 ANNOTATION_CREDENTIALS_SECRET: Final = PREFIX + "credentials-secret"
+# On a translated GitRepository: its spec.serviceAccountName (Azure per-object identity), which Flux's CRD
+# forbids next to provider: generic ("serviceAccountName can only be set when provider is 'azure' or 'aws'").
+ANNOTATION_SERVICE_ACCOUNT: Final = PREFIX + "service-account"
 ANNOTATION_EXPIRES_AT: Final = PREFIX + "expires-at"
 ANNOTATION_REFRESHED_AT: Final = PREFIX + "refreshed-at"
 # On a Secret we write: which token it holds (a hash of namespace, credential fingerprint and scope; nothing

@@ -25,6 +25,9 @@ from common.objects import meta
 def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dict[str, Any]:
     """The object Flux should store: a managed provider rewritten to generic + our own basic-auth Secret.
 
+    Every field Flux's CRD forbids next to ``provider: generic`` moves to an annotation (today
+    ``spec.serviceAccountName``), so the stored object is valid under the CRD of every Flux version we support.
+
     Returns a new object; ``obj`` is not modified. Copy-on-write: only the maps it edits (the object,
     metadata, annotations, spec, secretRef) are copied, every other subtree is shared with ``obj``, so a
     large object costs what the edit costs (and ``webhook.jsonpatch.diff`` skips what is shared).
@@ -53,18 +56,24 @@ def translate_gitrepository(obj: Mapping[str, Any], config: PolicyConfig) -> dic
         annotations[names.ANNOTATION_CREDENTIALS_SECRET] = current_ref
     elif current_ref is None and annotated is None:
         annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
+    service_account = spec.pop("serviceAccountName", None)
+    if service_account:
+        annotations[names.ANNOTATION_SERVICE_ACCOUNT] = service_account
     spec["provider"] = names.PROVIDER_GENERIC
     spec["secretRef"] = {**(spec.get("secretRef") or {}), "name": output}
     return result
 
 
 def _hand_back(result: dict[str, Any]) -> None:
-    """The user chose a provider we do not serve: drop our annotations, restore their secretRef. ``result`` is
-    a shallow copy: the maps edited here are copied first."""
+    """The user chose a provider we do not serve: drop our annotations, restore their secretRef and
+    serviceAccountName. ``result`` is a shallow copy: the maps edited here are copied first."""
     metadata = result["metadata"] = dict(meta(result))
     annotations = metadata["annotations"] = dict(metadata.get("annotations") or {})
     annotations.pop(names.ANNOTATION_PROVIDER, None)
     credentials = annotations.pop(names.ANNOTATION_CREDENTIALS_SECRET, None)
+    service_account = annotations.pop(names.ANNOTATION_SERVICE_ACCOUNT, None)
+    if service_account and not spec_of(result).get("serviceAccountName"):
+        result["spec"] = {**spec_of(result), "serviceAccountName": service_account}
     if secret_ref_name(result) == output_secret_name(str(metadata.get("name", ""))):
         spec = result["spec"] = dict(spec_of(result))
         if credentials:

@@ -165,7 +165,7 @@ def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid
         urls=(str(spec["url"]),) if spec.get("url") else (),
         consumer_window_s=2 * (interval + timeout),
         permissions=permissions,
-        service_account=spec.get("serviceAccountName") or None,
+        service_account=annotations.get(names.ANNOTATION_SERVICE_ACCOUNT) or spec.get("serviceAccountName") or None,
     )
 
 

@@ -18,6 +18,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
+from common.gitrepository import PolicyConfig
+from common.translation import translate_gitrepository
 from refresher import config as refresher_config
 from refresher.app import Refresher
 from tests.support.clouds import Clouds, running_clouds
@@ -78,22 +80,16 @@ async def create_secret(kube: Kube, namespace: str, name: str, data: dict[str, b
 async def create_gitrepository(
     kube: Kube, namespace: str, name: str, provider: str, url: str, credentials: str | None = None, **spec: Any
 ) -> dict[str, Any]:
-    """A GitRepository as the webhook stores it (already translated)."""
-    annotations = {names.ANNOTATION_PROVIDER: provider}
-    if credentials:
-        annotations[names.ANNOTATION_CREDENTIALS_SECRET] = credentials
-    body = {
+    """A GitRepository as the webhook stores it: the user's manifest through the webhook's own translation."""
+    manifest: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "GitRepository",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "interval": "1m",
-            "url": url,
-            "provider": "generic",
-            "secretRef": {"name": f"{name}-git-token"},
-            **spec,
-        },
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"interval": "1m", "url": url, "provider": provider, **spec},
     }
+    if credentials:
+        manifest["spec"]["secretRef"] = {"name": credentials}
+    body = translate_gitrepository(manifest, PolicyConfig())
     created: dict[str, Any] = await client.CustomObjectsApi(kube.api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body
     )

@@ -1,12 +1,11 @@
-"""The webhook behind a real kube-apiserver that calls it over TLS, driven with kubectl as users drive it."""
+"""The webhook behind a real kube-apiserver that calls it over TLS, driven with kubectl as users drive it, against
+Flux's own GitRepository CRD of every supported source-controller version (their enums and CEL rules differ)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from tests.support.kube import Kube
+from tests.support import flux
+from tests.support.kube import Kube, install_crds
 from tests.support.registration import register
 from tests.support.webhook import RunningWebhook, running_webhook
 
@@ -31,6 +31,13 @@ def gitrepository(name: str, namespace: str, **spec: Any) -> str:
         "spec": {"interval": "1m", **spec},
     }
     return yaml.safe_dump(body)
+
+
+@pytest.fixture(scope="module", autouse=True, params=flux.VERSIONS, ids=[f"crd-{v}" for v in flux.VERSIONS])
+async def flux_crd(request: pytest.FixtureRequest, kube: Kube) -> AsyncIterator[str]:
+    await asyncio.to_thread(install_crds, kube.plane, request.param)
+    yield request.param
+    await asyncio.to_thread(install_crds, kube.plane)  # the newest again, for whatever runs next
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +121,8 @@ async def test_gcp_is_translated_and_reapply_is_a_no_op(
     again = await kubectl(kube, "apply", "-f", str(manifest))
     assert again.returncode == 0, again.stderr
     assert (await get_gitrepository(kube, namespace, "infra"))["metadata"]["resourceVersion"] == version
+    diff = await kubectl(kube, "diff", "-f", str(manifest))
+    assert (diff.returncode, diff.stdout) == (0, ""), diff.stdout + diff.stderr  # the user's manifest: no drift
 
     # An UPDATE that only adds a finalizer (what source-controller does) passes untouched.
     patch = json.dumps({"metadata": {"finalizers": ["finalizers.fluxcd.io"]}})
@@ -134,11 +143,12 @@ async def test_server_side_apply_is_translated_and_reapply_is_a_no_op(
     stored = await get_gitrepository(kube, namespace, "infra")
     assert stored["spec"]["provider"] == "generic"
     assert stored["spec"]["secretRef"] == {"name": "infra-git-token"}
-    for _ in range(2):
-        again = await kubectl(kube, "apply", "--server-side", "-f", str(manifest))
+    for manager in ("kubectl", "kustomize-controller", "kustomize-controller"):  # as Flux itself applies it
+        again = await kubectl(kube, "apply", "--server-side", f"--field-manager={manager}", "-f", str(manifest))
         assert again.returncode == 0, again.stderr
         current = await get_gitrepository(kube, namespace, "infra")
-        assert current["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+        assert current["metadata"]["generation"] == stored["metadata"]["generation"]
+        assert current["spec"] == stored["spec"]
 
 
 async def test_azure_without_secretref_gets_its_output_secret(
@@ -158,6 +168,34 @@ async def test_azure_without_secretref_gets_its_output_secret(
     annotations = stored["metadata"]["annotations"]
     ours = {k: v for k, v in annotations.items() if k.startswith("flux-passwordless.io/")}
     assert ours == {"flux-passwordless.io/provider": "azure"}
+
+
+async def test_azure_per_object_identity_is_stored_valid_under_flux_s_crd(
+    webhook: RunningWebhook, kube: Kube, namespace: str, flux_crd: str, tmp_path: Path
+) -> None:
+    """Regression: spec.serviceAccountName next to provider: generic broke Flux's CEL rule ("serviceAccountName can
+    only be set when provider is 'azure'"), so per-object Azure identity failed on every real Flux."""
+    manifest = tmp_path / "fleet-sa.yaml"
+    manifest.write_text(
+        gitrepository(
+            "fleet-sa",
+            namespace,
+            url="https://dev.azure.com/contoso/fleet/_git/fleet",
+            provider="azure",
+            serviceAccountName="fleet",
+        )
+    )
+    out = await kubectl(kube, "apply", "-f", str(manifest))
+    assert out.returncode == 0, f"{flux_crd}: {out.stderr}"
+    stored = await get_gitrepository(kube, namespace, "fleet-sa")
+    assert "serviceAccountName" not in stored["spec"]
+    assert stored["spec"]["provider"] == "generic"
+    assert stored["metadata"]["annotations"]["flux-passwordless.io/service-account"] == "fleet"
+    diff = await kubectl(kube, "diff", "-f", str(manifest))
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    again = await kubectl(kube, "apply", "--server-side", "--field-manager=kustomize-controller", "-f", str(manifest))
+    assert again.returncode == 0, again.stderr
+    assert (await get_gitrepository(kube, namespace, "fleet-sa"))["metadata"]["generation"] == 1
 
 
 async def _pod_namespace(kube: Kube, namespace: str, opted_in: bool, sa_annotations: dict[str, str]) -> None:
@@ -233,41 +271,3 @@ async def test_serviceaccount_annotated_later_is_seen_by_the_next_pod(
     await core.create_namespaced_pod(namespace, _pod("after"))
     after = await core.read_namespaced_pod("after", namespace)
     assert after.metadata.annotations["flux-passwordless.io/injected"] == "gcp"
-
-
-async def test_webhook_down_fails_gitrepositories_closed_and_pods_open(
-    kube: Kube, namespace: str, tmp_path: Path
-) -> None:
-    label = f"fp-down-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(kube.api)
-    labels = {label: "true", "flux-passwordless.io/inject": "enabled"}
-    await core.patch_namespace(namespace, {"metadata": {"labels": labels}})
-    async with running_webhook(tmp_path, kubeconfig=kube.kubeconfig) as hook:
-        await register(kube, hook, "down", label)
-    try:
-        # the webhook is stopped now; the registration still points at it
-        out = await kubectl(
-            kube,
-            "apply",
-            "-f",
-            "-",
-            stdin=gitrepository(
-                "app", namespace, url="https://github.com/o/r", provider="github", secretRef={"name": "x"}
-            ),
-        )
-        assert out.returncode != 0
-        assert 'failed calling webhook "gitrepositories.down.flux-passwordless.io"' in out.stderr
-        assert "connection refused" in out.stderr
-        started = time.monotonic()
-        await core.create_namespaced_pod(namespace, _pod_plain("p"))
-        assert time.monotonic() - started < 5
-        assert (await core.read_namespaced_pod("p", namespace)).metadata.name == "p"
-    finally:
-        await client.AdmissionregistrationV1Api(kube.api).delete_mutating_webhook_configuration("down")
-
-
-def _pod_plain(name: str) -> client.V1Pod:
-    return client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox:1.36")]),
-    )

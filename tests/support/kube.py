@@ -12,10 +12,8 @@ from typing import TypeVar
 
 from kubernetes_asyncio.client import ApiClient
 
+from tests.support import flux
 from tests.support.controlplane import ControlPlane
-
-REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "tests" / "crds" / "gitrepository.yaml"
 
 T = TypeVar("T")
 
@@ -51,8 +49,10 @@ def kubectl(
     return proc
 
 
-def install_crds(plane: ControlPlane) -> None:
-    kubectl(plane, "apply", "-f", str(CRD_FILE), check=True)
+def install_crds(plane: ControlPlane, version: str = flux.NEWEST) -> None:
+    """Flux's own GitRepository CRD of source-controller ``version`` (replacing whichever is installed)."""
+    crd = flux.gitrepository_crd(version)
+    kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", str(crd), check=True)
     kubectl(
         plane,
         "wait",
