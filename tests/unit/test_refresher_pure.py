@@ -41,6 +41,20 @@ def gitrepo(name: str, url: str, **annotations: str) -> dict[str, object]:
     }
 
 
+def opted_in(name: str = "pat", provider: str = "github", **annotations: str) -> dict[str, object]:
+    """A Secret labelled for opt-in (``annotations`` by name; the credentials Secret is "app" by default)."""
+    annotations = {names.ANNOTATION_CREDENTIALS_SECRET: "app", **annotations}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "apps",
+            "uid": "u",
+            "labels": {names.LABEL_PROVIDER: provider},
+            "annotations": annotations,
+        }
+    }
+
+
 def github(installation: str | None = "7") -> object:
     data = {"githubAppID": b"1", "githubAppPrivateKey": KEY}
     if installation:
@@ -203,21 +217,12 @@ def test_a_token_never_spans_namespaces() -> None:
 def test_github_permissions_beyond_the_allowlist_are_refused(asked: str | None, refused: str | None) -> None:
     annotations = {names.ANNOTATION_GITHUB_PERMISSIONS: asked} if asked else {}
     result = from_gitrepository(gitrepo("web", "https://github.com/acme/web", **annotations), RULES)
-    secret = {
-        "metadata": {
-            "name": "pat",
-            "namespace": "apps",
-            "uid": "u",
-            "labels": {names.LABEL_PROVIDER: "github"},
-            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "app", **annotations},
-        }
-    }
-    opted_in = from_opted_in_secret(secret, RULES)
+    secret = from_opted_in_secret(opted_in(**annotations), RULES)
     if refused is None:
         assert isinstance(result, Target)
-        assert isinstance(opted_in, Target)
+        assert isinstance(secret, Target)
         return
-    for invalid in (result, opted_in):
+    for invalid in (result, secret):
         assert isinstance(invalid, Invalid)
         assert invalid.reason == "PermissionsRefused"
         assert invalid.message == (
@@ -229,15 +234,8 @@ def test_github_permissions_beyond_the_allowlist_are_refused(asked: str | None, 
 
 def test_our_own_output_secret_cannot_be_opted_in() -> None:
     """Regression: labelling an owned <name>-git-token Secret made two writers overwrite each other for ever."""
-    secret = {
-        "metadata": {
-            "name": "web-git-token",
-            "namespace": "apps",
-            "uid": "u",
-            "labels": {names.LABEL_PROVIDER: "github", names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
-            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "app"},
-        }
-    }
+    secret = opted_in("web-git-token")
+    secret["metadata"]["labels"][names.LABEL_MANAGED_BY] = names.MANAGED_BY_VALUE  # type: ignore[index]
     result = from_opted_in_secret(secret, RULES)
     assert isinstance(result, Invalid)
     assert result.reason == "OptInRefused"
@@ -250,21 +248,11 @@ def test_the_refresher_serves_only_its_managed_providers() -> None:
     result = from_gitrepository(obj, rules)
     assert isinstance(result, Invalid)
     assert 'Unsupported value: "azure": supported values: "gcp", "github"' in result.message
-    secret = {"metadata": {"name": "pat", "namespace": "apps", "uid": "u", "labels": {names.LABEL_PROVIDER: "azure"}}}
-    assert isinstance(from_opted_in_secret(secret, rules), Invalid)
+    assert isinstance(from_opted_in_secret(opted_in(provider="azure"), rules), Invalid)
 
 
 def test_a_bad_credentials_name_on_an_opted_in_secret_is_refused() -> None:
-    secret = {
-        "metadata": {
-            "name": "pat",
-            "namespace": "apps",
-            "uid": "u",
-            "labels": {names.LABEL_PROVIDER: "github"},
-            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "t1/app"},
-        }
-    }
-    result = from_opted_in_secret(secret, RULES)
+    result = from_opted_in_secret(opted_in(**{names.ANNOTATION_CREDENTIALS_SECRET: "t1/app"}), RULES)
     assert isinstance(result, Invalid)
     assert result.message.startswith(
         'metadata.annotations[flux-passwordless.io/credentials-secret]: Invalid value: "t1/app"'
