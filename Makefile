@@ -25,12 +25,20 @@ venv: $(VENV)/.installed ## Create .venv with the product and its test tools
 control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules (cached; a second run is a no-op)
 	@bash tests/controlplane/build.sh >/dev/null
 
+# source-controller versions the e2e suite runs for real (tests/e2e/test_flux_e2e.py): the newest that builds from
+# the module proxy here, and the oldest we claim.
+FLUX_SOURCE_CONTROLLERS := v1.9.6 v1.8.5
+
+.PHONY: flux
+flux: ## Build Flux's source-controller from its Go module, per version in FLUX_SOURCE_CONTROLLERS (cached)
+	@for v in $(FLUX_SOURCE_CONTROLLERS); do bash tests/flux/build.sh $$v >/dev/null || exit 1; done
+
 .PHONY: run
 run: venv ## The product's main job: on a local control plane (no KUBECONFIG) the whole story; DEMO_EXIT=1 exits after it
 	@$(PY) -m demo
 
 .PHONY: test
-test: venv control-plane ## Install what the tests need, then run them all (unit + e2e on a real apiserver)
+test: venv control-plane flux ## Install what the tests need, then run them all (unit + e2e on a real apiserver, real Flux)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: lint

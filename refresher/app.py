@@ -96,6 +96,12 @@ class Refresher:
         else:
             await self._lead()
 
+    async def aclose(self) -> None:
+        """Release what the providers hold (azure-identity's HTTP sessions)."""
+        provider = self.providers[names.PROVIDER_AZURE]
+        if isinstance(provider, AzureProvider):
+            await provider.close()
+
     def start(self) -> asyncio.Task[None]:
         """Run in the background. The work is meant to run until cancelled: if it ends any other way, ``/livez``
         fails from then on, so Kubernetes restarts the pod instead of leaving a replica that renews nothing."""
@@ -157,9 +163,7 @@ async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await runner.cleanup()
-            provider = refresher.providers[names.PROVIDER_AZURE]
-            if isinstance(provider, AzureProvider):
-                await provider.close()
+            await refresher.aclose()
 
 
 async def run(config: RefresherConfig) -> None:

@@ -7,139 +7,29 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
-from common.gitrepository import PolicyConfig
-from common.translation import translate_gitrepository
-from refresher import config as refresher_config
-from refresher.app import Refresher
-from tests.support.clouds import Clouds, running_clouds
+from tests.e2e.conftest import RefresherFactory
+from tests.support.clouds import Clouds
 from tests.support.controlplane import free_port
-from tests.support.gitserver import git_clone, git_ls_remote
+from tests.support.gitrepos import (
+    create_gitrepository,
+    create_secret,
+    decoded,
+    events_for,
+    filled,
+    ls_remote,
+    read_secret,
+)
+from tests.support.gitserver import git_clone
 from tests.support.kube import Kube, eventually
-
-GROUP, VERSION, PLURAL = names.FLUX_SOURCE_GROUP, "v1", names.GITREPOSITORY_PLURAL
-
-
-@pytest.fixture(scope="module")
-async def clouds(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clouds]:
-    sa_public = (kube.plane.state_dir / "pki" / "sa.pub").read_bytes()
-    async with running_clouds(tmp_path_factory.mktemp("clouds"), sa_public) as running:
-        yield running
-
-
-RefresherFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Refresher]"]
-
-
-@pytest.fixture
-def refresher(kube: Kube, clouds: Clouds, namespace: str) -> RefresherFactory:
-    @contextlib.asynccontextmanager
-    async def start(*extra: str) -> AsyncIterator[Refresher]:
-        args = [
-            f"--kubeconfig={kube.kubeconfig}",
-            f"--namespaces={namespace}",
-            f"--namespace={namespace}",
-            f"--listen=127.0.0.1:{free_port()}",
-            "--credentials-resync=1",
-            *clouds.refresher_args(),
-            *extra,
-        ]
-        cfg = refresher_config.from_args(args)
-        async with aiohttp.ClientSession() as session:
-            instance = Refresher(cfg, kube.api, session)
-            task = asyncio.create_task(instance.run())
-            try:
-                yield instance
-            finally:
-                task.cancel()
-                done, _ = await asyncio.wait({task}, timeout=15)
-                assert done, "the refresher did not stop within 15s of being cancelled"
-                with contextlib.suppress(asyncio.CancelledError):
-                    task.result()
-
-    return start
-
-
-async def create_secret(kube: Kube, namespace: str, name: str, data: dict[str, bytes], **meta: Any) -> None:
-    body = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name, **meta),
-        data={k: base64.b64encode(v).decode() for k, v in data.items()},
-    )
-    await client.CoreV1Api(kube.api).create_namespaced_secret(namespace, body)
-
-
-async def create_gitrepository(
-    kube: Kube, namespace: str, name: str, provider: str, url: str, credentials: str | None = None, **spec: Any
-) -> dict[str, Any]:
-    """A GitRepository as the webhook stores it: the user's manifest through the webhook's own translation."""
-    manifest: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "GitRepository",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"interval": "1m", "url": url, "provider": provider, **spec},
-    }
-    if credentials:
-        manifest["spec"]["secretRef"] = {"name": credentials}
-    body = translate_gitrepository(manifest, PolicyConfig())
-    created: dict[str, Any] = await client.CustomObjectsApi(kube.api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body
-    )
-    return created
-
-
-async def read_secret(kube: Kube, namespace: str, name: str) -> client.V1Secret | None:
-    try:
-        return await client.CoreV1Api(kube.api).read_namespaced_secret(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-
-
-def decoded(secret: client.V1Secret, key: str) -> str:
-    return base64.b64decode(secret.data[key]).decode()
-
-
-async def filled(
-    kube: Kube, namespace: str, name: str, timeout: float = 10.0, not_password: str | None = None
-) -> client.V1Secret:
-    async def probe() -> client.V1Secret | None:
-        secret = await read_secret(kube, namespace, name)
-        if secret is None or not secret.data or "password" not in secret.data:
-            return None
-        if not_password is not None and decoded(secret, "password") == not_password:
-            return None
-        return secret
-
-    result: client.V1Secret = await eventually(probe, timeout=timeout, what=f"Secret {name} filled")
-    return result
-
-
-async def events_for(kube: Kube, namespace: str, name: str) -> list[client.CoreV1Event]:
-    listed = await client.CoreV1Api(kube.api).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}"
-    )
-    return list(listed.items)
-
-
-async def ls_remote(clouds: Clouds, repo: str, secret: client.V1Secret) -> Any:
-    return await asyncio.to_thread(
-        git_ls_remote,
-        clouds.repo_url(repo),
-        decoded(secret, "username"),
-        decoded(secret, "password"),
-        clouds.tls.ca_file,
-    )
-
 
 # --- the three providers, end to end --------------------------------------------------------------
 

@@ -143,8 +143,11 @@ async def test_server_side_apply_is_translated_and_reapply_is_a_no_op(
     stored = await get_gitrepository(kube, namespace, "infra")
     assert stored["spec"]["provider"] == "generic"
     assert stored["spec"]["secretRef"] == {"name": "infra-git-token"}
-    for manager in ("kubectl", "kustomize-controller", "kustomize-controller"):  # as Flux itself applies it
-        again = await kubectl(kube, "apply", "--server-side", f"--field-manager={manager}", "-f", str(manifest))
+    # as kubectl, then as kustomize-controller does (server-side, taking ownership of what it applies)
+    for manager in ("kubectl", "kustomize-controller", "kustomize-controller"):
+        again = await kubectl(
+            kube, "apply", "--server-side", "--force-conflicts", f"--field-manager={manager}", "-f", str(manifest)
+        )
         assert again.returncode == 0, again.stderr
         current = await get_gitrepository(kube, namespace, "infra")
         assert current["metadata"]["generation"] == stored["metadata"]["generation"]
@@ -193,7 +196,9 @@ async def test_azure_per_object_identity_is_stored_valid_under_flux_s_crd(
     assert stored["metadata"]["annotations"]["flux-passwordless.io/service-account"] == "fleet"
     diff = await kubectl(kube, "diff", "-f", str(manifest))
     assert diff.returncode == 0, diff.stdout + diff.stderr
-    again = await kubectl(kube, "apply", "--server-side", "--field-manager=kustomize-controller", "-f", str(manifest))
+    again = await kubectl(
+        kube, "apply", "--server-side", "--force-conflicts", "--field-manager=kustomize-controller", "-f", str(manifest)
+    )
     assert again.returncode == 0, again.stderr
     assert (await get_gitrepository(kube, namespace, "fleet-sa"))["metadata"]["generation"] == 1
 

@@ -15,6 +15,9 @@ if [[ -x "$dir/source-controller" ]]; then
   echo "$dir/source-controller"; exit 0
 fi
 command -v go >/dev/null || { echo "source-controller: 'go' is not installed" >&2; exit 1; }
+# A release may declare a newer Go than the one installed (v1.10 wants 1.27): Go fetches that toolchain through
+# the same module proxy (golang.org/toolchain).
+export GOTOOLCHAIN=auto
 module_dir() {  # the module's source tree, downloaded through the proxy (a zip, no build)
   (cd "$(mktemp -d)" && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
 }
@@ -34,7 +37,7 @@ go mod edit -replace "github.com/fluxcd/source-controller/api=$api"
 # Test harness only. Safe because a patch release of these fluxcd/pkg modules changes no API, and the build and
 # the e2e tests below are what vouch for the result.
 case "$version" in
-  v1.9.*) go mod edit -replace github.com/fluxcd/pkg/artifact@v0.18.3=github.com/fluxcd/pkg/artifact@v0.18.2 ;;
+  v1.9.*) go mod edit -replace github.com/fluxcd/pkg/artifact@v0.18.3=github.com/fluxcd/pkg/artifact@v0.18.1 ;;
 esac
 echo "source-controller $version: building (the first build takes several minutes on 2 cores)..." >&2
 ( while sleep 30; do echo "source-controller $version: still building ($(( $(date +%s) - start ))s)" >&2; done ) &

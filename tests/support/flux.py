@@ -18,7 +18,9 @@ from pathlib import Path
 MODULE = "github.com/fluxcd/source-controller"
 VERSIONS = ("v1.8.5", "v1.9.6", "v1.10.1")  # source-controller releases (Flux 2.8, 2.9, 2.10)
 NEWEST = VERSIONS[-1]
-CRD_PATH = "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml"
+CRD_DIR = "config/crd/bases"
+CRD_PATH = f"{CRD_DIR}/source.toolkit.fluxcd.io_gitrepositories.yaml"
+BUILD = Path(__file__).resolve().parents[1] / "flux" / "build.sh"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flux-passwordless" / "flux"
 
 
@@ -28,6 +30,9 @@ def module_dir(version: str) -> Path:
         out = subprocess.run(
             ["go", "mod", "download", "-json", f"{MODULE}@{version}"],
             cwd=empty,
+            # a release may declare a newer Go than the one installed: Go fetches that toolchain through the
+            # same module proxy (golang.org/toolchain)
+            env={**os.environ, "GOTOOLCHAIN": "auto"},
             capture_output=True,
             text=True,
             timeout=600,
@@ -47,3 +52,23 @@ def gitrepository_crd(version: str = NEWEST) -> Path:
         shutil.copyfile(module_dir(version) / CRD_PATH, partial)
         partial.replace(target)  # atomic: a reader never sees half a file
     return target
+
+
+def all_crds(version: str = NEWEST) -> list[Path]:
+    """Every CRD source-controller ``version`` serves (its manager waits for all of its kinds)."""
+    target = CACHE / version / "all"
+    if not target.exists():
+        partial = target.with_name("all.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(module_dir(version) / CRD_DIR, partial)
+        partial.chmod(0o755)
+        partial.replace(target)
+    return sorted(target.glob("*.yaml"))
+
+
+def source_controller(version: str) -> Path:
+    """The real source-controller binary of ``version``, built from its Go module (cached; minutes cold)."""
+    out = subprocess.run(["bash", str(BUILD), version], capture_output=True, text=True, timeout=1800, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"building source-controller {version} failed:\n{out.stderr[-4000:]}")
+    return Path(out.stdout.strip().splitlines()[-1])

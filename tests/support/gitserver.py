@@ -21,20 +21,26 @@ from tests.support.tls import TLSFiles
 Authorizer = Callable[[str, str, str], bool]
 
 
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Demo",
+    "GIT_AUTHOR_EMAIL": "demo@example.com",
+    "GIT_COMMITTER_NAME": "Demo",
+    "GIT_COMMITTER_EMAIL": "demo@example.com",
+}
+
+
+def _run_git(*args: str, cwd: Path) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True)
+    return out.stdout.decode().strip()
+
+
 def make_repository(root: Path, owner: str, name: str, files: dict[str, str] | None = None) -> Path:
     """A bare repository ``root/owner/name.git`` with one commit."""
     work = root / ".work" / owner / name
     work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Demo",
-        "GIT_AUTHOR_EMAIL": "demo@example.com",
-        "GIT_COMMITTER_NAME": "Demo",
-        "GIT_COMMITTER_EMAIL": "demo@example.com",
-    }
 
     def git(*args: str, cwd: Path = work) -> None:
-        subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+        _run_git(*args, cwd=cwd)
 
     git("init", "-q", "-b", "main")
     for path, text in (files or {"README.md": f"# {owner}/{name}\n"}).items():
@@ -46,6 +52,18 @@ def make_repository(root: Path, owner: str, name: str, files: dict[str, str] | N
     bare.parent.mkdir(parents=True, exist_ok=True)
     git("clone", "-q", "--bare", str(work), str(bare), cwd=root)
     return bare
+
+
+def push_commit(root: Path, owner: str, name: str, files: dict[str, str]) -> str:
+    """A new commit on ``main`` of ``root/owner/name.git`` (made by ``make_repository``); its SHA."""
+    work = root / ".work" / owner / name
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    _run_git("add", "-A", cwd=work)
+    _run_git("commit", "-q", "-m", "a new commit", cwd=work)
+    _run_git("push", "-q", str(root / owner / f"{name}.git"), "main", cwd=work)
+    return _run_git("rev-parse", "HEAD", cwd=work)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The suite runs on a user's clone with nothing beside it: no test reads outside the repository (only the
-benchmarks' yardstick beside the repository is read only by `make bench-*`)."""
+benchmarks' yardstick beside the repository is for `make bench-*` alone)."""
 
 from __future__ import annotations
 

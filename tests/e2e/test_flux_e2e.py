@@ -1,0 +1,287 @@
+"""Real Flux in the loop: the real source-controller (built from its Go module) reads the Secrets we fill, on the
+real control plane, with our webhook in the apiserver's path and the refresher running, against a real smart-HTTP
+Git server that accepts only live tokens of the stand-ins. Users' manifests are applied with kubectl, as users do.
+
+Two source-controller versions: the newest that builds from the module proxy here, and the oldest we claim.
+(v1.10.1, the newest served, does not build here: the proxy refuses seven of its dependency versions, among them
+a pseudo-version and cosign; its CRD is still tested by the admission e2e.) Each test ends with the GitRepository
+Ready=True on an artifact revision, which only a working token can give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from common import names
+from refresher.app import token_requester
+from tests.e2e.conftest import RefresherFactory
+from tests.support.clouds import GITHUB_ACCOUNT, Clouds
+from tests.support.gitrepos import GROUP, PLURAL, VERSION, create_secret, filled
+from tests.support.gitserver import push_commit
+from tests.support.kube import Kube, eventually, install_crds
+from tests.support.registration import register
+from tests.support.sourcecontroller import SourceController, running_source_controller
+from tests.support.webhook import RunningWebhook, running_webhook
+
+CONTROLLERS = ("v1.9.6", "v1.8.5")  # the newest buildable here, and the oldest we claim
+READY_S = 30.0
+
+
+@pytest.fixture(scope="module", params=CONTROLLERS, ids=[f"source-controller-{v}" for v in CONTROLLERS])
+def source_controller(
+    request: pytest.FixtureRequest, kube: Kube, clouds: Clouds, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SourceController]:
+    workdir = tmp_path_factory.mktemp(f"source-controller-{request.param}")
+    with running_source_controller(kube.plane, request.param, workdir, ca_file=clouds.tls.ca_file) as controller:
+        yield controller
+    install_crds(kube.plane)
+
+
+@pytest.fixture(scope="module")
+async def webhook(
+    kube: Kube, source_controller: SourceController, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningWebhook]:
+    name = f"flux-{source_controller.version.replace('.', '-')}"
+    async with running_webhook(tmp_path_factory.mktemp("webhook"), kubeconfig=kube.kubeconfig) as hook:
+        await register(kube, hook, name)
+        yield hook
+        await client.AdmissionregistrationV1Api(kube.api).delete_mutating_webhook_configuration(name)
+
+
+def manifest(name: str, namespace: str, **spec: Any) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"interval": "1m", "timeout": "20s", "ref": {"branch": "main"}, **spec},
+        }
+    )
+
+
+async def apply(kube: Kube, text: str, *flags: str) -> None:
+    out = await asyncio.to_thread(kube.kubectl, "apply", *flags, "-f", "-", stdin=text)
+    assert out.returncode == 0, out.stderr
+
+
+async def get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = await client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return obj
+
+
+async def ready(
+    kube: Kube, namespace: str, name: str, controller: SourceController, revision_not: str | None = None
+) -> tuple[str, float]:
+    """Wait for Ready=True with an artifact (on a revision other than ``revision_not``): (revision, seconds)."""
+    started = time.monotonic()
+
+    async def probe() -> str | None:
+        obj = await get(kube, namespace, name)
+        status = obj.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        revision = (status.get("artifact") or {}).get("revision")
+        if conditions.get("Ready", {}).get("status") == "True" and revision and revision != revision_not:
+            return str(revision)
+        return None
+
+    try:
+        revision = await eventually(probe, timeout=READY_S, interval=0.1, what=f"GitRepository {name} Ready")
+    except TimeoutError:
+        status = (await get(kube, namespace, name)).get("status")
+        raise AssertionError(f"not Ready: {json.dumps(status)}\n{controller.logs()[-2000:]}") from None
+    return revision, time.monotonic() - started
+
+
+async def unchanged_by_reapply(kube: Kube, namespace: str, name: str, text: str) -> None:
+    """kubectl diff of the user's manifest is empty; client- and server-side re-applies (the latter as
+    kustomize-controller applies: its field manager, taking ownership) leave metadata.generation as it was."""
+    generation = (await get(kube, namespace, name))["metadata"]["generation"]
+    diff = await asyncio.to_thread(kube.kubectl, "diff", "-f", "-", stdin=text)
+    assert (diff.returncode, diff.stdout) == (0, ""), diff.stdout + diff.stderr
+    await apply(kube, text)
+    await apply(kube, text, "--server-side", "--force-conflicts", "--field-manager=kustomize-controller")
+    assert (await get(kube, namespace, name))["metadata"]["generation"] == generation
+
+
+async def test_github(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+) -> None:
+    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
+    text = manifest(
+        "app",
+        namespace,
+        url=clouds.repo_url(f"{GITHUB_ACCOUNT}/app"),
+        provider="github",
+        secretRef={"name": "github-app"},
+    )
+    async with refresher():
+        await apply(kube, text)
+        revision, seconds = await ready(kube, namespace, "app", source_controller)
+        print(f"\n{source_controller.version} github: Ready on {revision} {seconds:.1f}s after kubectl apply")
+        await unchanged_by_reapply(kube, namespace, "app", text)
+
+
+async def test_gcp(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+) -> None:
+    key = clouds.google.service_account_key("flux@demo-project.iam.gserviceaccount.com")
+    await create_secret(kube, namespace, "gcp-sa", {"gcpServiceAccount": json.dumps(key).encode()})
+    text = manifest("infra", namespace, url=clouds.repo_url("gcp/infra"), provider="gcp", secretRef={"name": "gcp-sa"})
+    async with refresher():
+        await apply(kube, text)
+        revision, seconds = await ready(kube, namespace, "infra", source_controller)
+        print(f"\n{source_controller.version} gcp: Ready on {revision} {seconds:.1f}s after kubectl apply")
+        await unchanged_by_reapply(kube, namespace, "infra", text)
+
+
+async def test_azure_per_object(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+) -> None:
+    annotations = {names.AZURE_ANNOTATION_CLIENT_ID: "client-9", names.AZURE_ANNOTATION_TENANT_ID: "tenant-9"}
+    await client.CoreV1Api(kube.api).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="fleet", annotations=annotations))
+    )
+    clouds.entra.federate("tenant-9", "client-9", namespace, "fleet")
+    text = manifest(
+        "fleet", namespace, url=clouds.repo_url("azure/fleet"), provider="azure", serviceAccountName="fleet"
+    )
+    async with refresher():
+        await apply(kube, text)  # Flux's CEL rule used to refuse what we stored
+        revision, seconds = await ready(kube, namespace, "fleet", source_controller)
+        print(f"\n{source_controller.version} azure per object: Ready on {revision} {seconds:.1f}s after apply")
+        await unchanged_by_reapply(kube, namespace, "fleet", text)
+
+
+async def test_azure_controller_identity(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+    tmp_path: Path,
+) -> None:
+    """The refresher's own workload identity (its projected ServiceAccount token, federated in Entra), used in a
+    namespace listed in --identity-namespaces."""
+    await client.CoreV1Api(kube.api).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="refresher"))
+    )
+    clouds.entra.federate("tenant-r", "refresher-client", namespace, "refresher")
+    token = tmp_path / "azure-identity-token"
+    token.write_text(await token_requester(kube.api)(namespace, "refresher", names.AZURE_TOKEN_AUDIENCE))
+    env = {
+        "AZURE_CLIENT_ID": "refresher-client",
+        "AZURE_TENANT_ID": "tenant-r",
+        "AZURE_FEDERATED_TOKEN_FILE": str(token),
+        "AZURE_AUTHORITY_HOST": clouds.entra.url,
+    }
+    text = manifest("fleet", namespace, url=clouds.repo_url("azure/fleet"), provider="azure")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        async with refresher(f"--identity-namespaces={namespace}"):
+            await apply(kube, text)
+            revision, seconds = await ready(kube, namespace, "fleet", source_controller)
+    print(f"\n{source_controller.version} azure controller identity: Ready on {revision} {seconds:.1f}s")
+
+
+async def test_existing_gitrepository_taken_over_by_secret_opt_in(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+) -> None:
+    """A generic GitRepository on a long-lived PAT the Git server no longer accepts: labelling its Secret hands
+    the Secret to the refresher, and the GitRepository recovers without being touched."""
+    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
+    await create_secret(kube, namespace, "pat", {"username": b"git", "password": b"ghp_revoked_long_lived_token"})
+    text = manifest("legacy", namespace, url=clouds.repo_url(f"{GITHUB_ACCOUNT}/infra"), secretRef={"name": "pat"})
+    await apply(kube, text)
+    async with refresher():
+        patch = {
+            "metadata": {
+                "labels": {names.LABEL_PROVIDER: "github"},
+                "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "github-app"},
+            }
+        }
+        await client.CoreV1Api(kube.api).patch_namespaced_secret("pat", namespace, patch)
+        await filled(kube, namespace, "pat", not_password="ghp_revoked_long_lived_token")
+        await request_reconcile(kube, namespace, "legacy")
+        revision, seconds = await ready(kube, namespace, "legacy", source_controller)
+    print(f"\n{source_controller.version} opt-in: Ready on {revision} {seconds:.1f}s after the takeover")
+    assert (await get(kube, namespace, "legacy"))["metadata"]["generation"] == 1
+
+
+async def request_reconcile(kube: Kube, namespace: str, name: str) -> None:
+    """What `flux reconcile source git` does: a new reconcile.fluxcd.io/requestedAt."""
+    annotation = f"reconcile.fluxcd.io/requestedAt={time.time()}"
+    out = await asyncio.to_thread(
+        kube.kubectl, "annotate", "gitrepository", name, "-n", namespace, "--overwrite", annotation
+    )
+    assert out.returncode == 0, out.stderr
+
+
+async def test_after_the_first_token_expired_a_new_commit_is_fetched(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+) -> None:
+    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
+    text = manifest(
+        "app",
+        namespace,
+        url=clouds.repo_url(f"{GITHUB_ACCOUNT}/app"),
+        provider="github",
+        secretRef={"name": "github-app"},
+        interval="5s",
+        timeout="5s",
+    )
+    clouds.github.token_lifetime_s = 30  # renewed ~10 s after issue (2 x (5 s + 5 s) before expiry)
+    try:
+        async with refresher():
+            await apply(kube, text)
+            first, _ = await ready(kube, namespace, "app", source_controller)
+            first_token = (await filled(kube, namespace, "app-git-token")).data["password"]
+            await asyncio.sleep(32)  # the first token has expired
+            assert not clouds.github.live(base64.b64decode(first_token).decode())
+            sha = await asyncio.to_thread(push_commit, clouds.git.root, GITHUB_ACCOUNT, "app", {"NEW.md": "new\n"})
+            await request_reconcile(kube, namespace, "app")
+            revision, seconds = await ready(kube, namespace, "app", source_controller, revision_not=first)
+    finally:
+        clouds.github.token_lifetime_s = 3600
+    assert sha in revision
+    print(
+        f"\n{source_controller.version} renewal: Ready on the new revision {revision} {seconds:.1f}s after the request"
+    )
