@@ -43,11 +43,11 @@ async def test_namespace_secret_and_gitrepository_round_trip(kube: Kube, namespa
     )
     assert obj["spec"]["provider"] == "github"
     assert obj["spec"]["timeout"] == "60s", "the CRD default is applied"
-    # served as v1beta2 too
-    beta = await client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
-        "source.toolkit.fluxcd.io", "v1beta2", namespace, "gitrepositories", "app"
+    # Flux's own CRD (the newest): it serves v1 alone (v1beta2 is gone since source-controller v1.10)
+    crd = await client.ApiextensionsV1Api(kube.api).read_custom_resource_definition(
+        "gitrepositories.source.toolkit.fluxcd.io"
     )
-    assert beta["apiVersion"] == "source.toolkit.fluxcd.io/v1beta2"
+    assert [v.name for v in crd.spec.versions if v.served] == ["v1"]
 
 
 async def test_crd_rejects_gcp_provider_which_the_webhook_will_translate(kube: Kube, namespace: str) -> None:

@@ -276,7 +276,8 @@ async def test_after_the_first_token_expired_a_new_commit_is_fetched(
             first_token = (await filled(kube, namespace, "app-git-token")).data["password"]
             await asyncio.sleep(32)  # the first token has expired
             assert not clouds.github.live(base64.b64decode(first_token).decode())
-            sha = await asyncio.to_thread(push_commit, clouds.git.root, GITHUB_ACCOUNT, "app", {"NEW.md": "new\n"})
+            change = {"NEW.md": f"{source_controller.version} at {time.time()}\n"}  # the repos are shared
+            sha = await asyncio.to_thread(push_commit, clouds.git.root, GITHUB_ACCOUNT, "app", change)
             await request_reconcile(kube, namespace, "app")
             revision, seconds = await ready(kube, namespace, "app", source_controller, revision_not=first)
     finally:
