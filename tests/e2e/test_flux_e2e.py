@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,29 @@ async def webhook(
         await register(kube, hook, name)
         yield hook
         await client.AdmissionregistrationV1Api(kube.api).delete_mutating_webhook_configuration(name)
+
+
+@dataclass
+class Flux:
+    """Everything a test drives: the cluster, the stand-ins, its namespace, a refresher factory and Flux."""
+
+    kube: Kube
+    clouds: Clouds
+    namespace: str
+    refresher: RefresherFactory
+    controller: SourceController
+
+
+@pytest.fixture
+def flux_world(
+    kube: Kube,
+    clouds: Clouds,
+    namespace: str,
+    refresher: RefresherFactory,
+    source_controller: SourceController,
+    webhook: RunningWebhook,
+) -> Flux:
+    return Flux(kube, clouds, namespace, refresher, source_controller)
 
 
 def manifest(name: str, namespace: str, **spec: Any) -> str:
@@ -115,14 +139,9 @@ async def unchanged_by_reapply(kube: Kube, namespace: str, name: str, text: str)
     assert (await get(kube, namespace, name))["metadata"]["generation"] == generation
 
 
-async def test_github(
-    kube: Kube,
-    clouds: Clouds,
-    namespace: str,
-    refresher: RefresherFactory,
-    source_controller: SourceController,
-    webhook: RunningWebhook,
-) -> None:
+async def test_github(flux_world: Flux) -> None:
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
     await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
     text = manifest(
         "app",
@@ -138,14 +157,9 @@ async def test_github(
         await unchanged_by_reapply(kube, namespace, "app", text)
 
 
-async def test_gcp(
-    kube: Kube,
-    clouds: Clouds,
-    namespace: str,
-    refresher: RefresherFactory,
-    source_controller: SourceController,
-    webhook: RunningWebhook,
-) -> None:
+async def test_gcp(flux_world: Flux) -> None:
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
     key = clouds.google.service_account_key("flux@demo-project.iam.gserviceaccount.com")
     await create_secret(kube, namespace, "gcp-sa", {"gcpServiceAccount": json.dumps(key).encode()})
     text = manifest("infra", namespace, url=clouds.repo_url("gcp/infra"), provider="gcp", secretRef={"name": "gcp-sa"})
@@ -156,14 +170,9 @@ async def test_gcp(
         await unchanged_by_reapply(kube, namespace, "infra", text)
 
 
-async def test_azure_per_object(
-    kube: Kube,
-    clouds: Clouds,
-    namespace: str,
-    refresher: RefresherFactory,
-    source_controller: SourceController,
-    webhook: RunningWebhook,
-) -> None:
+async def test_azure_per_object(flux_world: Flux) -> None:
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
     annotations = {names.AZURE_ANNOTATION_CLIENT_ID: "client-9", names.AZURE_ANNOTATION_TENANT_ID: "tenant-9"}
     await client.CoreV1Api(kube.api).create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="fleet", annotations=annotations))
@@ -179,15 +188,9 @@ async def test_azure_per_object(
         await unchanged_by_reapply(kube, namespace, "fleet", text)
 
 
-async def test_azure_controller_identity(
-    kube: Kube,
-    clouds: Clouds,
-    namespace: str,
-    refresher: RefresherFactory,
-    source_controller: SourceController,
-    webhook: RunningWebhook,
-    tmp_path: Path,
-) -> None:
+async def test_azure_controller_identity(flux_world: Flux, tmp_path: Path) -> None:
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
     """The refresher's own workload identity (its projected ServiceAccount token, federated in Entra), used in a
     namespace listed in --identity-namespaces."""
     await client.CoreV1Api(kube.api).create_namespaced_service_account(
@@ -212,14 +215,9 @@ async def test_azure_controller_identity(
     print(f"\n{source_controller.version} azure controller identity: Ready on {revision} {seconds:.1f}s")
 
 
-async def test_existing_gitrepository_taken_over_by_secret_opt_in(
-    kube: Kube,
-    clouds: Clouds,
-    namespace: str,
-    refresher: RefresherFactory,
-    source_controller: SourceController,
-    webhook: RunningWebhook,
-) -> None:
+async def test_existing_gitrepository_taken_over_by_secret_opt_in(flux_world: Flux) -> None:
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
     """A generic GitRepository on a long-lived PAT the Git server no longer accepts: labelling its Secret hands
     the Secret to the refresher, and the GitRepository recovers without being touched."""
     await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
@@ -250,14 +248,9 @@ async def request_reconcile(kube: Kube, namespace: str, name: str) -> None:
     assert out.returncode == 0, out.stderr
 
 
-async def test_after_the_first_token_expired_a_new_commit_is_fetched(
-    kube: Kube,
-    clouds: Clouds,
-    namespace: str,
-    refresher: RefresherFactory,
-    source_controller: SourceController,
-    webhook: RunningWebhook,
-) -> None:
+async def test_after_the_first_token_expired_a_new_commit_is_fetched(flux_world: Flux) -> None:
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
     await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
     text = manifest(
         "app",
