@@ -69,6 +69,12 @@ class Flux:
     refresher: RefresherFactory
     controller: SourceController
 
+    async def github_app(self, name: str, **spec: Any) -> str:
+        """The GitHub App's credentials Secret, and the user's manifest of GitRepository ``name`` using it."""
+        await create_secret(self.kube, self.namespace, "github-app", self.clouds.github_secret_data())
+        url = self.clouds.repo_url(f"{GITHUB_ACCOUNT}/{name}")
+        return manifest(name, self.namespace, url=url, provider="github", secretRef={"name": "github-app"}, **spec)
+
 
 @pytest.fixture
 def flux_world(
@@ -140,16 +146,9 @@ async def unchanged_by_reapply(kube: Kube, namespace: str, name: str, text: str)
 
 
 async def test_github(flux_world: Flux) -> None:
-    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    kube, namespace, refresher = flux_world.kube, flux_world.namespace, flux_world.refresher
     source_controller = flux_world.controller
-    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
-    text = manifest(
-        "app",
-        namespace,
-        url=clouds.repo_url(f"{GITHUB_ACCOUNT}/app"),
-        provider="github",
-        secretRef={"name": "github-app"},
-    )
+    text = await flux_world.github_app("app")
     async with refresher():
         await apply(kube, text)
         revision, seconds = await ready(kube, namespace, "app", source_controller)
@@ -251,16 +250,7 @@ async def request_reconcile(kube: Kube, namespace: str, name: str) -> None:
 async def test_after_the_first_token_expired_a_new_commit_is_fetched(flux_world: Flux) -> None:
     kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
     source_controller = flux_world.controller
-    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
-    text = manifest(
-        "app",
-        namespace,
-        url=clouds.repo_url(f"{GITHUB_ACCOUNT}/app"),
-        provider="github",
-        secretRef={"name": "github-app"},
-        interval="5s",
-        timeout="5s",
-    )
+    text = await flux_world.github_app("app", interval="5s", timeout="5s")
     clouds.github.token_lifetime_s = 30  # renewed ~10 s after issue (2 x (5 s + 5 s) before expiry)
     try:
         async with refresher():
