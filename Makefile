@@ -33,12 +33,43 @@ FLUX_SOURCE_CONTROLLERS := v1.9.6 v1.8.5
 flux: ## Build Flux's source-controller from its Go module, per version in FLUX_SOURCE_CONTROLLERS (cached)
 	@for v in $(FLUX_SOURCE_CONTROLLERS); do bash tests/flux/build.sh $$v >/dev/null || exit 1; done
 
+# A real one-node cluster (tests/support/node.py): kubelet & co. from the same Go module as the control plane,
+# containerd, runc and the CNI plugins from Debian's packages; images built here (no registry is reachable).
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack podman mmdebstrap uidmap
+IMAGE_BASE ?= local
+
+.PHONY: node-deps
+node-deps: ## Install the Debian packages the node and the image builds need (a no-op once installed)
+	@missing=$$(for p in $(NODE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; fi
+
+.PHONY: node
+node: control-plane ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager from Go modules (cached)
+	@bash tests/controlplane/build.sh node >/dev/null
+
+.PHONY: node-up
+node-up: venv node-deps node ## Start a real one-node cluster (containerd, kubelet...) and print its KUBECONFIG
+	@$(PY) -m tests.support.node up
+	@if podman image exists $(IMAGE) 2>/dev/null; then $(PY) -m tests.support.node load $(IMAGE); fi
+
+.PHONY: node-down
+node-down: venv ## Stop the node started by node-up, by PID, and remove its network namespace and cgroups
+	@$(PY) -m tests.support.node down
+
+IMAGE ?= ghcr.io/flux-passwordless/flux-passwordless:0.1.0
+
+.PHONY: image
+image: venv node-deps ## Build the image from the Dockerfile (IMAGE_BASE=local: a Debian base made here); loads it into a running node
+	@$(PY) -m tests.support.node image $(IMAGE) --base $(IMAGE_BASE)
+
 .PHONY: run
 run: venv ## The product's main job: on a local control plane (no KUBECONFIG) the whole story; DEMO_EXIT=1 exits after it
 	@$(PY) -m demo
 
 .PHONY: test
-test: venv control-plane flux ## Install what the tests need, then run them all (unit + e2e on a real apiserver, real Flux)
+test: venv control-plane flux node-deps node ## Install what the tests need, then run them all (unit + e2e on a real apiserver, real Flux)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: lint
@@ -61,7 +92,7 @@ dev-down: venv ## Stop the local control plane
 	@$(PY) -m tests.support.controlplane down
 
 .PHONY: clean
-clean: dev-down ## Remove the venv and local state (the control-plane build cache stays)
+clean: dev-down node-down ## Remove the venv and local state (the control-plane build cache stays)
 	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache
 
 .PHONY: certs

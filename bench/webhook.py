@@ -44,10 +44,11 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   io.write(string.format(
-    'RESULT {"requests": %d, "seconds": %.3f, "p50_us": %d, "p99_us": %d, "errors": %d}\\n',
+    'RESULT {"requests": %d, "seconds": %.3f, "p50_us": %d, "p99_us": %d, "errors": '
+      .. '{"connect": %d, "read": %d, "write": %d, "timeout": %d, "status": %d}}\\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.timeout))
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout,
+    summary.errors.status))
 end
 """
 
@@ -58,10 +59,12 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    kinds: dict[str, int]  # wrk's split: connect (TCP or TLS handshake), read, write, timeout (> 2 s), status
 
     def __str__(self) -> str:
         rate = f"{self.rps:9.0f} req/s"
-        return f"{rate}   p50 {self.p50_ms:6.2f} ms   p99 {self.p99_ms:6.2f} ms   errors {self.errors}"
+        split = "".join(f" {kind}={n}" for kind, n in self.kinds.items() if n)
+        return f"{rate}   p50 {self.p50_ms:6.2f} ms   p99 {self.p99_ms:6.2f} ms   errors {self.errors}{split}"
 
 
 def median(runs: list[Result]) -> Result:
@@ -73,6 +76,7 @@ def median(runs: list[Result]) -> Result:
         mid([r.p50_ms for r in runs]),
         mid([r.p99_ms for r in runs]),
         sum(r.errors for r in runs),
+        {kind: sum(r.kinds.get(kind, 0) for r in runs) for kind in runs[0].kinds},
     )
 
 
@@ -149,7 +153,10 @@ def load(url: str, body: Path, connections: int, seconds: int, script: Path) -> 
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     data = json.loads(line.removeprefix("RESULT "))
-    return Result(data["requests"] / data["seconds"], data["p50_us"] / 1000, data["p99_us"] / 1000, data["errors"])
+    kinds = {kind: int(n) for kind, n in data["errors"].items()}
+    return Result(
+        data["requests"] / data["seconds"], data["p50_us"] / 1000, data["p99_us"] / 1000, sum(kinds.values()), kinds
+    )
 
 
 def gitrepository_body(tmp: Path) -> Path:

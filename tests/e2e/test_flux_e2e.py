@@ -20,22 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
 
 from common import names
 from refresher.app import token_requester
 from tests.e2e.conftest import RefresherFactory
 from tests.support.clouds import GITHUB_ACCOUNT, Clouds
-from tests.support.gitrepos import GROUP, PLURAL, VERSION, create_secret, filled
+from tests.support.fluxrepos import apply, get, manifest, ready
+from tests.support.gitrepos import create_secret, filled
 from tests.support.gitserver import push_commit
-from tests.support.kube import Kube, eventually, install_crds
+from tests.support.kube import Kube, install_crds
 from tests.support.registration import register
 from tests.support.sourcecontroller import SourceController, running_source_controller
 from tests.support.webhook import RunningWebhook, running_webhook
 
 CONTROLLERS = ("v1.9.6", "v1.8.5")  # the newest buildable here, and the oldest we claim
-READY_S = 30.0
 
 
 @pytest.fixture(scope="module", params=CONTROLLERS, ids=[f"source-controller-{v}" for v in CONTROLLERS])
@@ -86,52 +85,6 @@ def flux_world(
     webhook: RunningWebhook,
 ) -> Flux:
     return Flux(kube, clouds, namespace, refresher, source_controller)
-
-
-def manifest(name: str, namespace: str, **spec: Any) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "GitRepository",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"interval": "1m", "timeout": "20s", "ref": {"branch": "main"}, **spec},
-        }
-    )
-
-
-async def apply(kube: Kube, text: str, *flags: str) -> None:
-    out = await asyncio.to_thread(kube.kubectl, "apply", *flags, "-f", "-", stdin=text)
-    assert out.returncode == 0, out.stderr
-
-
-async def get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = await client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return obj
-
-
-async def ready(
-    kube: Kube, namespace: str, name: str, controller: SourceController, revision_not: str | None = None
-) -> tuple[str, float]:
-    """Wait for Ready=True with an artifact (on a revision other than ``revision_not``): (revision, seconds)."""
-    started = time.monotonic()
-
-    async def probe() -> str | None:
-        obj = await get(kube, namespace, name)
-        status = obj.get("status") or {}
-        conditions = {c["type"]: c for c in status.get("conditions") or []}
-        revision = (status.get("artifact") or {}).get("revision")
-        if conditions.get("Ready", {}).get("status") == "True" and revision and revision != revision_not:
-            return str(revision)
-        return None
-
-    try:
-        revision = await eventually(probe, timeout=READY_S, interval=0.1, what=f"GitRepository {name} Ready")
-    except TimeoutError:
-        status = (await get(kube, namespace, name)).get("status")
-        raise AssertionError(f"not Ready: {json.dumps(status)}\n{controller.logs()[-2000:]}") from None
-    return revision, time.monotonic() - started
 
 
 async def unchanged_by_reapply(kube: Kube, namespace: str, name: str, text: str) -> None:

@@ -115,6 +115,9 @@ class FakeEntra:
 @asynccontextmanager
 async def running_entra(fake: FakeEntra, tls: TLSFiles) -> AsyncIterator[FakeEntra]:
     # IMDS is plain HTTP, as on Azure.
-    async with serving(fake.app(), tls.server_context()) as url, serving(fake.imds_app()) as imds_url:
+    async with (
+        serving(fake.app(), tls.server_context(), tls.host) as url,
+        serving(fake.imds_app(), host=tls.host) as imds_url,
+    ):
         fake.url, fake.imds_url = url, imds_url
         yield fake

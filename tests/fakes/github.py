@@ -211,6 +211,6 @@ class FakeGitHub:
 @asynccontextmanager
 async def running_github(fake: FakeGitHub, tls: TLSFiles) -> AsyncIterator[FakeGitHub]:
     """Serve ``fake`` over TLS (as GitHub Enterprise behind a private CA: trust ``tls.ca_pem``)."""
-    async with serving(fake.app(), tls.server_context()) as url:
+    async with serving(fake.app(), tls.server_context(), tls.host) as url:
         fake.url = url
         yield fake

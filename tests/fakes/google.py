@@ -128,8 +128,8 @@ class FakeGoogle:
 
 
 @asynccontextmanager
-async def running_google(fake: FakeGoogle) -> AsyncIterator[FakeGoogle]:
-    async with serving(fake.app()) as url:
+async def running_google(fake: FakeGoogle, host: str = "127.0.0.1") -> AsyncIterator[FakeGoogle]:
+    async with serving(fake.app(), host=host) as url:
         fake.url = url
         yield fake
 

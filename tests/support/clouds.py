@@ -66,8 +66,11 @@ class Clouds:
 
 
 @contextlib.asynccontextmanager
-async def running_clouds(root: Path, service_account_public_key: bytes) -> AsyncIterator[Clouds]:
-    tls = TLSFiles.create(root / "tls")
+async def running_clouds(
+    root: Path, service_account_public_key: bytes, host: str = "127.0.0.1"
+) -> AsyncIterator[Clouds]:
+    """The stand-ins on ``host``: loopback, or the host's end of a test node's veth (pods reach them there)."""
+    tls = TLSFiles.create(root / "tls", host)
     private, public = new_app_key()
     github = FakeGitHub()
     github.add_app(GITHUB_APP_ID, public)
@@ -85,7 +88,7 @@ async def running_clouds(root: Path, service_account_public_key: bytes) -> Async
 
     async with (
         running_github(github, tls),
-        running_google(FakeGoogle()) as google,
+        running_google(FakeGoogle(), host) as google,
         running_entra(entra, tls),
         running_git_server(repos, authorize, tls) as git,
     ):

@@ -64,6 +64,41 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def write_service_account_keys(pki: Path) -> None:
+    """The key pair the apiserver signs ServiceAccount tokens with (kept when present)."""
+    if (pki / "sa.key").exists():
+        return
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (pki / "sa.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (pki / "sa.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def write_kubeconfig(path: Path, url: str, ca_file: Path, user: str, token: str) -> None:
+    """A kubeconfig for ``user``, authenticated by a bearer token, trusting ``ca_file``."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": url,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+
+
 @dataclass
 class ControlPlane:
     """A running etcd + kube-apiserver; ``stop()`` (or the context manager) tears both down."""
@@ -72,6 +107,7 @@ class ControlPlane:
     bin_dir: Path
     tie_to_parent: bool = True
     api_port: int = 0
+    host: str = "127.0.0.1"
     etcd_port: int = 0
     token: str = ""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -79,7 +115,7 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.host}:{self.api_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -103,7 +139,7 @@ class ControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pki = self.state_dir / "pki"
         ensure_files(pki, ["localhost"], ["127.0.0.1"])
-        self._write_service_account_keys(pki)
+        write_service_account_keys(pki)
         self.token = secrets.token_urlsafe(32)
         tokens = self.state_dir / "tokens.csv"
         tokens.write_text(f"{self.token},{ADMIN_USER},{ADMIN_USER},system:masters\n")
@@ -159,21 +195,6 @@ class ControlPlane:
         self._write_kubeconfig()
         return self
 
-    def _write_service_account_keys(self, pki: Path) -> None:
-        if (pki / "sa.key").exists():
-            return
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (pki / "sa.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        (pki / "sa.pub").write_bytes(
-            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-
     def _spawn(self, argv: list[str], log: Path) -> None:
         out = log.open("ab")
         try:
@@ -212,24 +233,7 @@ class ControlPlane:
         raise TimeoutError(f"kube-apiserver not ready after {timeout:.0f}s ({last})")
 
     def _write_kubeconfig(self) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "local",
-                    "cluster": {
-                        "server": self.url,
-                        "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode(),
-                    },
-                }
-            ],
-            "users": [{"name": ADMIN_USER, "user": {"token": self.token}}],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": ADMIN_USER}}],
-            "current-context": "local",
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
-        self.kubeconfig.chmod(0o600)
+        write_kubeconfig(self.kubeconfig, self.url, self.ca_file, ADMIN_USER, self.token)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):  # apiserver first, then etcd

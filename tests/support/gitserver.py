@@ -128,7 +128,7 @@ async def running_git_server(root: Path, authorize: Authorizer, tls: TLSFiles) -
     server = GitServer(root, authorize)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{path:.*}", server.handle)
-    async with serving(app, tls.server_context()) as url:
+    async with serving(app, tls.server_context(), tls.host) as url:
         server.url = url
         yield server
 

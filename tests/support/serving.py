@@ -10,14 +10,17 @@ from aiohttp import web
 
 
 @asynccontextmanager
-async def serving(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[str]:
-    """Yield the base URL (https when ``ssl_context`` is given) of ``app`` on a free 127.0.0.1 port."""
+async def serving(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """Yield the base URL (https when ``ssl_context`` is given) of ``app`` on a free port of ``host`` (loopback,
+    or the host's end of a test node's veth)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1]  # the kernel picked it: no window for another process to take it
-        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://{host}:{port}"
     finally:
         await runner.cleanup()

@@ -12,11 +12,12 @@ from certs.files import CA_CERT, TLS_CERT, TLS_KEY, ensure_files
 @dataclass(frozen=True)
 class TLSFiles:
     directory: Path
+    host: str = "127.0.0.1"  # the address the servers using it listen on, and its certificate names
 
     @classmethod
-    def create(cls, directory: Path) -> TLSFiles:
-        ensure_files(directory, ["localhost"], ["127.0.0.1"])
-        return cls(directory)
+    def create(cls, directory: Path, host: str = "127.0.0.1") -> TLSFiles:
+        ensure_files(directory, ["localhost"], sorted({"127.0.0.1", host}))
+        return cls(directory, host)
 
     @property
     def ca_file(self) -> Path:

@@ -1,0 +1,125 @@
+"""The deploy tests' world: a real one-node cluster (tests/support/node.py), our image built from the Dockerfile
+and loaded into it, `kubectl apply -k manifests/` as a user runs it, the cloud stand-ins on the host's end of the
+node's veth (pods reach them there), and the real source-controller.
+
+Nothing the manifests deploy is stood in for by a process of the test's: the webhook and the refresher under
+test are the pods. source-controller runs as a local process (its image cannot be built here: no registry for
+its distroless base), reading the cluster through the admin kubeconfig.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from tests.support import node as harness
+from tests.support.clouds import Clouds, running_clouds
+from tests.support.controlplane import ControlPlane, binaries_dir
+from tests.support.kube import Kube, kubectl
+from tests.support.sourcecontroller import SourceController, install_all_crds, running_source_controller
+
+SLOT = 2  # make node-up uses 1: both can run at once
+FLUX_VERSION = harness.FLUX_VERSION
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+NAMESPACE = "flux-passwordless"
+
+
+@dataclass
+class Node:
+    layout: harness.Layout
+    plane: ControlPlane  # a handle on the node's apiserver (kubeconfig, kubectl), not a process of ours
+    ready_seconds: float
+    image_build_seconds: float
+    image_load_seconds: float
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[Node]:
+    if missing := harness.missing_packages():
+        pytest.fail(f"the node tests need Debian packages: apt-get install {' '.join(missing)} (make node-deps)")
+    layout = harness.Layout(SLOT, Path(f"/tmp/fp-node-{SLOT}"))
+    image_s = harness.build_image()
+    with harness.running(layout) as status:
+        t0 = time.monotonic()
+        harness.load_image(layout, harness.IMAGE)
+        load_s = time.monotonic() - t0
+        plane = ControlPlane(layout.state, binaries_dir(), api_port=6443, host=layout.node_ip)
+        yield Node(layout, plane, float(str(status["ready_seconds"])), image_s, load_s)
+
+
+@pytest.fixture(scope="session")
+async def node_kube(node: Node) -> AsyncIterator[Kube]:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(node.plane.kubeconfig), client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        yield Kube(node.plane, api)
+
+
+@pytest.fixture(scope="session")
+async def node_clouds(node: Node, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clouds]:
+    sa_public = (node.layout.pki / "sa.pub").read_bytes()
+    async with running_clouds(tmp_path_factory.mktemp("node-clouds"), sa_public, node.layout.host_ip) as clouds:
+        yield clouds
+
+
+@dataclass
+class Deployed:
+    apply_to_ready_s: float
+
+
+def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
+    for deployment in ("flux-passwordless-webhook", "flux-passwordless-refresher"):
+        kubectl(
+            plane,
+            "rollout",
+            "status",
+            f"deployment/{deployment}",
+            "-n",
+            NAMESPACE,
+            f"--timeout={timeout_s}s",
+            check=True,
+        )
+    kubectl(
+        plane,
+        "wait",
+        "--for=condition=complete",
+        "job/flux-passwordless-certs",
+        "-n",
+        NAMESPACE,
+        f"--timeout={timeout_s}s",
+        check=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def deployed(node: Node) -> Deployed:
+    """Flux's CRDs, then the shipped manifests exactly as the README says: `kubectl apply -k manifests/`."""
+    install_all_crds(node.plane, FLUX_VERSION)
+    t0 = time.monotonic()
+    kubectl(node.plane, "apply", "-k", str(MANIFESTS), check=True)
+    wait_rollout(node.plane)
+    return Deployed(time.monotonic() - t0)
+
+
+@pytest.fixture(scope="session")
+def node_source_controller(
+    node: Node, node_clouds: Clouds, deployed: Deployed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SourceController]:
+    workdir = tmp_path_factory.mktemp("node-source-controller")
+    with running_source_controller(node.plane, FLUX_VERSION, workdir, ca_file=node_clouds.tls.ca_file) as controller:
+        yield controller
+
+
+@pytest.fixture
+async def tenant(node_kube: Kube, deployed: Deployed) -> AsyncIterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await client.CoreV1Api(node_kube.api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    await asyncio.to_thread(kubectl, node_kube.plane, "delete", "namespace", name, "--wait=false")
