@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -260,3 +262,58 @@ async def test_a_new_ca_is_served_without_a_restart(node: Node, node_kube: Kube,
     after = ready_pods(node_kube, WEBHOOK)
     assert {p["metadata"]["name"] for p in after} == before
     assert all(s["restartCount"] == 0 for p in after for s in p["status"]["containerStatuses"])
+
+
+def overlay_with_fake_entra(tmp: Path, clouds: Clouds) -> Path:
+    """The shipped azure-per-object overlay, with the refresher's Entra ID endpoint and CA pointed at the stand-in
+    through its documented settings (environment variables), as an admin's own overlay would set them."""
+    (tmp / "entra-ca.crt").write_bytes(clouds.tls.ca_pem)
+    env = [
+        {"name": "FLUX_PASSWORDLESS_AZURE_AUTHORITY_HOST", "value": clouds.entra.url},
+        {"name": "FLUX_PASSWORDLESS_AZURE_CA_FILE", "value": "/entra/entra-ca.crt"},
+    ]
+    container = "/spec/template/spec/containers/0"
+    patch = [
+        *({"op": "add", "path": f"{container}/env/-", "value": e} for e in env),
+        {
+            "op": "add",
+            "path": "/spec/template/spec/volumes",
+            "value": [{"name": "entra", "configMap": {"name": "entra-ca"}}],
+        },
+        {"op": "add", "path": f"{container}/volumeMounts", "value": [{"name": "entra", "mountPath": "/entra"}]},
+    ]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "azure-per-object", tmp)],  # kustomize: no absolute
+        "configMapGenerator": [{"name": "entra-ca", "namespace": NAMESPACE, "files": ["entra-ca.crt"]}],
+        "generatorOptions": {"disableNameSuffixHash": True},
+        "patches": [{"target": {"kind": "Deployment", "name": REFRESHER}, "patch": json.dumps(patch)}],
+    }
+    (tmp / "kustomization.yaml").write_text(json.dumps(kustomization))
+    return tmp
+
+
+async def test_the_azure_per_object_overlay(
+    node_kube: Kube,
+    node_clouds: Clouds,
+    node_source_controller: SourceController,
+    tenant: str,
+    tmp_path: Path,
+) -> None:
+    plane = node_kube.plane
+    kubectl(plane, "apply", "-k", str(overlay_with_fake_entra(tmp_path, node_clouds)), check=True)
+    try:
+        await asyncio.to_thread(wait_rollout, plane)
+        annotations = {names.AZURE_ANNOTATION_CLIENT_ID: "client-9", names.AZURE_ANNOTATION_TENANT_ID: "tenant-9"}
+        await client.CoreV1Api(node_kube.api).create_namespaced_service_account(
+            tenant, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="fleet", annotations=annotations))
+        )
+        node_clouds.entra.federate("tenant-9", "client-9", tenant, "fleet")
+        url = node_clouds.repo_url("azure/fleet")
+        await apply(node_kube, manifest("fleet", tenant, url=url, provider="azure", serviceAccountName="fleet"))
+        revision, seconds = await ready(node_kube, tenant, "fleet", node_source_controller)
+        print(f"\nazure-per-object overlay: Ready on {revision} {seconds:.1f}s after kubectl apply")
+    finally:  # back to the default install for whatever runs next
+        kubectl(plane, "apply", "-k", str(MANIFESTS), check=True)
+        await asyncio.to_thread(wait_rollout, plane)
