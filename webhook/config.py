@@ -34,6 +34,7 @@ class WebhookConfig:
     secret_warnings: bool
     header_timeout_s: float
     idle_timeout_s: float
+    shutdown_delay_s: float
     secret_lookup_timeout: float
     serviceaccount_lookup_timeout: float
     log_level: str
@@ -117,6 +118,13 @@ def parser() -> argparse.ArgumentParser:
         default=float(env("idle-timeout", "60")),
         help="seconds a kept-alive connection may stay idle",
     )
+    p.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=float(env("shutdown-delay", "10")),
+        help="seconds to keep serving (and answer /healthz 503) after SIGTERM, while the pod is taken out of the "
+        "Service: kube-proxy and the apiserver may still send it new connections for a moment",
+    )
     p.add_argument("--log-level", default=env("log-level", "info"), choices=["debug", "info", "warning", "error"])
     return p
 
@@ -138,6 +146,8 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         p.error(f'--max-connections: Invalid value: "{a.max_connections}": at least 8')
     if a.header_timeout <= 0 or a.idle_timeout <= 0:
         p.error("--header-timeout and --idle-timeout must be positive")
+    if not 0 <= a.shutdown_delay <= 60:
+        p.error(f'--shutdown-delay: Invalid value: "{a.shutdown_delay}": between 0 and 60 seconds')
     excluded = frozenset([*names.ALWAYS_EXCLUDED_NAMESPACES, a.namespace, *csv(a.exclude_namespaces)])
     return WebhookConfig(
         host=host,
@@ -162,6 +172,7 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         secret_warnings=a.secret_warnings,
         header_timeout_s=a.header_timeout,
         idle_timeout_s=a.idle_timeout,
+        shutdown_delay_s=a.shutdown_delay,
         secret_lookup_timeout=2.0,
         serviceaccount_lookup_timeout=1.0,
         log_level=a.log_level,

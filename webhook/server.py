@@ -48,6 +48,7 @@ class Deps:
     # Background work meant to run until shutdown (certificate reloads, the ServiceAccount watch): if one ends
     # any other way, /livez fails so Kubernetes restarts the pod instead of serving stale certificates.
     core_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: bool = False  # SIGTERM came: still serving, no longer ready
 
 
 Decide = Callable[[admission.Review[Any]], Awaitable[Outcome]]
@@ -100,6 +101,8 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
 
     async def healthz(_: web.BaseRequest) -> web.Response:
         problems = []
+        if deps.stopping:
+            problems.append("shutting down")
         if deps.tls is not None and not deps.tls.loaded:
             problems.append("tls certificate not loaded")
         if not deps.accounts.synced:
@@ -224,6 +227,12 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
     log.info("webhook serving", extra={"host": config.host, "port": config.port})
     try:
         await stop.wait()
+        # Terminating: the endpoint is being removed from the Service, but kube-proxy and the apiserver can still
+        # send new connections for a moment. Refusing them would fail admissions (seen in a rollout on a real
+        # node): serve on, not ready, for the delay.
+        deps.stopping = True
+        log.info("webhook shutting down", extra={"delay_s": config.shutdown_delay_s})
+        await asyncio.sleep(config.shutdown_delay_s)
     finally:
         log.info("webhook stopping")
         listener.close()  # no new connections; those open finish their request (runner.cleanup)

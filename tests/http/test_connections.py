@@ -169,3 +169,21 @@ def test_flags_are_checked() -> None:
     with pytest.raises(SystemExit):
         config.from_args(["--max-connections=0"])
     assert json.dumps(config.from_args([]).max_connections) == "500"
+
+
+async def test_after_sigterm_new_connections_are_served_until_the_delay_ends(tmp_path: Path) -> None:
+    """A terminating pod stays in the Service's routing for a moment (a rollout on a real node refused one
+    admission before this): it keeps serving new connections, not ready, for --shutdown-delay, then closes."""
+    async with running_webhook(tmp_path, "--shutdown-delay=1.5") as hook:
+        hook.stop.set()  # what SIGTERM does
+        await asyncio.sleep(0.2)
+        connector = aiohttp.TCPConnector(ssl=hook.client_ssl(), force_close=True)  # every request a new connection
+        async with aiohttp.ClientSession(hook.url, connector=connector) as http:
+            async with http.get("/healthz") as resp:
+                assert (resp.status, await resp.text()) == (503, "shutting down\n")
+            status, answer = await post(http, "/mutate/gitrepository", REVIEW)
+            assert status == 200
+            assert answer["response"]["allowed"] is True
+            await asyncio.wait_for(asyncio.shield(hook.task), 5)
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await post(http, "/mutate/gitrepository", REVIEW)

@@ -27,6 +27,8 @@ class RunningWebhook:
     cert_dir: Path
     ca_file: Path
     metrics_url: str
+    stop: asyncio.Event  # what SIGTERM sets
+    task: asyncio.Task[None]
 
     def client_ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
@@ -52,6 +54,7 @@ async def running_webhook(
         f"--tls-cert-file={cert_dir / TLS_CERT}",
         f"--tls-key-file={cert_dir / TLS_KEY}",
         "--cert-reload-interval=0.1",
+        "--shutdown-delay=0",
         *extra_args,
     ]
     if kubeconfig is not None:
@@ -74,7 +77,13 @@ async def running_webhook(
             await asyncio.sleep(0.02)
     try:
         yield RunningWebhook(
-            f"https://127.0.0.1:{port}", port, cert_dir, cert_dir / CA_CERT, f"http://127.0.0.1:{metrics_port}/metrics"
+            f"https://127.0.0.1:{port}",
+            port,
+            cert_dir,
+            cert_dir / CA_CERT,
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            stop,
+            task,
         )
     finally:
         stop.set()
