@@ -109,5 +109,9 @@ soak: venv control-plane ## Soak: 2 refresher replicas, 200 GitRepositories, a f
 	@$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-10}
 
 .PHONY: bench-refresher
-bench-refresher: venv control-plane ## Benchmark: 1k and 10k GitRepositories over 100 credentials, real apiserver
+bench-refresher: venv control-plane ## Benchmark: 1k and 10k GitRepositories over 100 credentials against the raw-write floor, create-to-usable p99
 	@$(PY) -m bench.refresher
+
+.PHONY: bench-shards
+bench-shards: venv control-plane ## Benchmark: 100k GitRepositories over 1,000 credentials, 4 refresher shards, one control plane
+	@$(PY) -m bench.shards

@@ -5,8 +5,18 @@ a fresh control plane; the credentials Secrets and GitRepositories are created f
 starts (its own process) and the clock runs until every output Secret holds a live token. Then a steady
 minute in which nothing changes must cost zero Secret writes. Reported: time to converge, mints against the
 theoretical minimum (one per credential: every credential's repositories fit in one 500-repository token),
-Secret writes, and the refresher's peak RSS. The last line is machine-readable:
-  bench-refresher: n=<repos> converge_s=<s> mints=<n> min_mints=<n> steady_writes=<n> rss_mb=<mb>
+Secret writes, and the refresher's peak RSS.
+
+The floor: on another fresh control plane of the same build, the same n Secrets (username, password, the 1.1 KB
+ca.crt, two annotations, a label: what the refresher writes) created with raw HTTP POSTs at the refresher's write
+concurrency: what the apiserver itself needs. floor_ratio = converge_s / floor_s.
+
+Create-to-usable: while the n objects are steady, 100 new GitRepositories, one at a time: the time from the
+create until its Secret holds a live token (as a consumer's watch sees it); p50 and p99.
+
+The last line is machine-readable:
+  bench-refresher: n=<repos> converge_s=<s> floor_s=<s> floor_ratio=<x> mints=<n> min_mints=<n> steady_writes=<n>
+  rss_mb=<mb> usable_p50_ms=<ms> usable_p99_ms=<ms>
 """
 
 from __future__ import annotations
@@ -17,13 +27,16 @@ import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 from kubernetes_asyncio import client, config
 
 from common import names
@@ -34,6 +47,8 @@ from tests.support.tls import TLSFiles
 
 CREDENTIALS = 100
 NAMESPACES = 10
+WRITE_CONCURRENCY = 16  # the refresher's --write-concurrency default
+LATENCY_SAMPLES = 100
 
 
 def log(message: str) -> None:
@@ -50,16 +65,48 @@ async def gather_limited(coros: list, limit: int = 48) -> None:  # type: ignore[
     await asyncio.gather(*(run(c) for c in coros))
 
 
-async def populate(api: client.ApiClient, fake: FakeGitHub, tls: TLSFiles, n: int) -> None:
+def gitrepository(j: int, c: int, shard: str | None = None) -> dict[str, object]:
+    return {
+        "apiVersion": f"{names.FLUX_SOURCE_GROUP}/v1",
+        "kind": "GitRepository",
+        "metadata": {
+            "name": f"repo-{j}",
+            "labels": {names.FLUX_SHARD_LABEL: shard} if shard else {},
+            "annotations": {
+                names.ANNOTATION_PROVIDER: "github",
+                names.ANNOTATION_CREDENTIALS_SECRET: f"github-app-{c}",
+            },
+        },
+        "spec": {
+            "interval": "5m",
+            "url": f"https://github.example.com/org-{c}/repo-{j}",
+            "provider": "generic",
+            "secretRef": {"name": f"repo-{j}-git-token"},
+        },
+    }
+
+
+async def populate(
+    api: client.ApiClient,
+    fake: FakeGitHub,
+    tls: TLSFiles,
+    n: int,
+    credentials: int = CREDENTIALS,
+    shard_of: Callable[[int], str | None] = lambda j: None,
+    one_key: bool = False,
+) -> None:
+    """``credentials`` GitHub Apps (``one_key``: sharing one RSA key, to spare a minute of key generation) and n
+    GitRepositories spread over them (repository j uses App j % credentials, and is in shard ``shard_of(j)``)."""
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    shared = new_app_key() if one_key else None
     for i in range(NAMESPACES):
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=f"team-{i}")))
     secrets = []
-    for c in range(CREDENTIALS):
-        private, public = new_app_key()
+    for c in range(credentials):
+        private, public = shared or new_app_key()
         app_id, installation = 1000 + c, 5000 + c
         fake.add_app(app_id, public)
-        repos = {f"repo-{j}" for j in range(c, n, CREDENTIALS)}
+        repos = {f"repo-{j}" for j in range(c, n, credentials)}
         fake.add_installation(installation, app_id, f"org-{c}", repos)
         data = {
             "githubAppID": str(app_id).encode(),
@@ -76,24 +123,8 @@ async def populate(api: client.ApiClient, fake: FakeGitHub, tls: TLSFiles, n: in
     await gather_limited(secrets)
     repos_bodies = []
     for j in range(n):
-        c = j % CREDENTIALS
-        body = {
-            "apiVersion": f"{names.FLUX_SOURCE_GROUP}/v1",
-            "kind": "GitRepository",
-            "metadata": {
-                "name": f"repo-{j}",
-                "annotations": {
-                    names.ANNOTATION_PROVIDER: "github",
-                    names.ANNOTATION_CREDENTIALS_SECRET: f"github-app-{c}",
-                },
-            },
-            "spec": {
-                "interval": "5m",
-                "url": f"https://github.example.com/org-{c}/repo-{j}",
-                "provider": "generic",
-                "secretRef": {"name": f"repo-{j}-git-token"},
-            },
-        }
+        c = j % credentials
+        body = gitrepository(j, c, shard_of(j))
         repos_bodies.append(
             custom.create_namespaced_custom_object(
                 names.FLUX_SOURCE_GROUP, "v1", f"team-{c % NAMESPACES}", names.GITREPOSITORY_PLURAL, body
@@ -109,6 +140,7 @@ class SecretCounter:
         self._core = client.CoreV1Api(api)
         self._fake = fake
         self.live: set[str] = set()
+        self.live_at: dict[str, float] = {}  # monotonic time a Secret was first seen holding a live token
         self.writes = 0
         self.ready = asyncio.Event()
 
@@ -136,6 +168,87 @@ class SecretCounter:
                     key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
                     if self._fake.live(password):
                         self.live.add(key)
+                        self.live_at.setdefault(key, time.monotonic())
+
+
+async def write_floor(n: int, workdir: Path, ca_pem: bytes) -> float:
+    """Seconds a fresh control plane of the same build takes to create n Secrets shaped like ours, with raw
+    HTTP POSTs, WRITE_CONCURRENCY in flight."""
+    plane = ControlPlane(workdir / f"floor-{n}", binaries_dir())
+    plane.start()
+    try:
+        ssl_ctx = ssl.create_default_context(cafile=str(plane.ca_file))
+        headers = {"Authorization": f"Bearer {plane.token}", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=WRITE_CONCURRENCY)
+        async with aiohttp.ClientSession(plane.url, headers=headers, connector=connector) as http:
+            for i in range(NAMESPACES):
+                body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"team-{i}"}}
+                async with http.post("/api/v1/namespaces", json=body) as resp:
+                    assert resp.status == 201, await resp.text()
+            bodies = [
+                (
+                    f"team-{(j % CREDENTIALS) % NAMESPACES}",
+                    json.dumps(
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Secret",
+                            "type": names.SECRET_TYPE_BASIC_AUTH,
+                            "metadata": {
+                                "name": f"repo-{j}-git-token",
+                                "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
+                                "annotations": {
+                                    names.ANNOTATION_EXPIRES_AT: "2026-01-01T01:00:00Z",
+                                    names.ANNOTATION_TOKEN_KEY: "0123456789abcdef0123456789abcdef",
+                                },
+                            },
+                            "data": {
+                                "username": base64.b64encode(names.GITHUB_USERNAME.encode()).decode(),
+                                "password": base64.b64encode(f"ghs_{j:036d}".encode()).decode(),
+                                "ca.crt": base64.b64encode(ca_pem).decode(),
+                            },
+                        }
+                    ),
+                )
+                for j in range(n)
+            ]
+            queue = iter(bodies)
+
+            async def worker() -> None:
+                for namespace, body in queue:
+                    async with http.post(f"/api/v1/namespaces/{namespace}/secrets", data=body) as resp:
+                        assert resp.status == 201, await resp.text()
+
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(WRITE_CONCURRENCY)))
+            return time.monotonic() - started
+    finally:
+        plane.stop()
+
+
+async def create_to_usable(api: client.ApiClient, counter: SecretCounter, n: int) -> list[float]:
+    """Seconds from the create of each of LATENCY_SAMPLES new GitRepositories to a live token in its Secret."""
+    custom = client.CustomObjectsApi(api)
+    samples = []
+    for k in range(LATENCY_SAMPLES):
+        j, c = n + k, k % CREDENTIALS
+        namespace = f"team-{c % NAMESPACES}"
+        key = f"{namespace}/repo-{j}-git-token"
+        started = time.monotonic()
+        await custom.create_namespaced_custom_object(
+            names.FLUX_SOURCE_GROUP, "v1", namespace, names.GITREPOSITORY_PLURAL, gitrepository(j, c)
+        )
+        deadline = started + 30
+        while key not in counter.live_at:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{key}: no live token 30 s after its GitRepository was created")
+            await asyncio.sleep(0.002)
+        samples.append(counter.live_at[key] - started)
+    return samples
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def metric(url: str, name: str) -> float:
@@ -210,6 +323,14 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 await asyncio.sleep(steady_s)
                 steady_writes = metric(metrics_url, "flux_passwordless_secret_writes_total") - writes_before
                 steady_seen = counter.writes - seen_before
+                steady_mints = fake.mints - mints_before
+                rss = peak_rss_mb(proc.pid)
+                log(f"n={n}: steady; now {LATENCY_SAMPLES} new GitRepositories one at a time ...")
+                # New repositories of installed Apps: the token covering them must be re-minted (a token names
+                # its repositories), so each sample includes a mint.
+                for c in range(CREDENTIALS):
+                    fake.add_repositories(5000 + c, {f"repo-{n + k}" for k in range(c, LATENCY_SAMPLES, CREDENTIALS)})
+                usable = await create_to_usable(api, counter, n)
                 result = {
                     "n": n,
                     "converge_s": round(converge, 1),
@@ -217,8 +338,10 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                     "min_mints": CREDENTIALS,
                     "writes": int(metric(metrics_url, "flux_passwordless_secret_writes_total")),
                     "steady_writes": int(max(steady_writes, steady_seen)),
-                    "steady_mints": fake.mints - mints_before,
-                    "rss_mb": round(peak_rss_mb(proc.pid), 1),
+                    "steady_mints": steady_mints,
+                    "rss_mb": round(rss, 1),
+                    "usable_p50_ms": round(percentile(usable, 50) * 1000),
+                    "usable_p99_ms": round(percentile(usable, 99) * 1000),
                 }
             finally:
                 proc.send_signal(signal.SIGTERM)
@@ -229,6 +352,9 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 watch.cancel()
     finally:
         plane.stop()
+    log(f"n={n}: the raw-write floor on a fresh control plane ...")
+    floor = await write_floor(n, workdir, tls.ca_pem)
+    result.update(floor_s=round(floor, 1), floor_ratio=round(result["converge_s"] / floor, 2))
     log(f"n={n}: {result}")
     return result
 
@@ -237,17 +363,23 @@ async def amain(sizes: list[int], steady_s: int) -> int:
     with tempfile.TemporaryDirectory(prefix="fp-bench-refresher-") as tmp:
         results = [await run_size(n, steady_s, Path(tmp)) for n in sizes]
     print()
-    print(f"{'repos':>7} {'converge':>9} {'mints':>6} {'min':>5} {'writes':>7} {'steady writes':>14} {'peak RSS':>9}")
+    print(
+        f"{'repos':>7} {'converge':>9} {'floor':>7} {'ratio':>6} {'mints':>6} {'min':>5} {'writes':>7} "
+        f"{'steady writes':>14} {'peak RSS':>9} {'usable p50':>11} {'p99':>7}"
+    )
     for r in results:
         print(
-            f"{r['n']:>7} {r['converge_s']:>8.1f}s {r['mints']:>6} {r['min_mints']:>5} {r['writes']:>7} "
-            f"{r['steady_writes']:>14} {r['rss_mb']:>7.1f}MB"
+            f"{r['n']:>7} {r['converge_s']:>8.1f}s {r['floor_s']:>6.1f}s {r['floor_ratio']:>6.2f} {r['mints']:>6} "
+            f"{r['min_mints']:>5} {r['writes']:>7} {r['steady_writes']:>14} {r['rss_mb']:>7.1f}MB "
+            f"{r['usable_p50_ms']:>9.0f}ms {r['usable_p99_ms']:>5.0f}ms"
         )
-    last = results[-1]
-    print(
-        f"bench-refresher: n={last['n']} converge_s={last['converge_s']} mints={last['mints']} "
-        f"min_mints={last['min_mints']} steady_writes={last['steady_writes']} rss_mb={last['rss_mb']}"
-    )
+    for r in results:
+        print(
+            f"bench-refresher: n={r['n']} converge_s={r['converge_s']} floor_s={r['floor_s']} "
+            f"floor_ratio={r['floor_ratio']} mints={r['mints']} min_mints={r['min_mints']} "
+            f"steady_writes={r['steady_writes']} rss_mb={r['rss_mb']} usable_p50_ms={r['usable_p50_ms']} "
+            f"usable_p99_ms={r['usable_p99_ms']}"
+        )
     return 0
 
 

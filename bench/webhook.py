@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--serviceaccounts-file={SHARED_BENCH / 'serviceaccounts.json'}",
             "--log-level=warning",
             "--metrics-listen=",
+            "--shutdown-delay=0",
         ]
         plan = [
             ("yardstick", y_port, "pod", pod_body, 8),

@@ -57,6 +57,8 @@ INJECT_ENABLED: Final = "enabled"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE: Final = "flux-passwordless"
 
+REFRESHER_LEASE: Final = "flux-passwordless-refresher"  # per shard: suffixed with a digest of its selector
+FLUX_SHARD_LABEL: Final = "sharding.fluxcd.io/key"  # Flux's sharding convention (--watch-label-selector)
 OUTPUT_SECRET_SUFFIX: Final = "-git-token"
 
 # --- Secret keys: what we write ----------------------------------------------------------------

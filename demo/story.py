@@ -331,6 +331,7 @@ def run_against_cluster() -> int:
                 f"--tls-cert-file={cert_dir / 'tls.crt'}",
                 f"--tls-key-file={cert_dir / 'tls.key'}",
                 "--metrics-listen=127.0.0.1:8081",  # the refresher's health port is 8080
+                "--shutdown-delay=0",  # not behind a Service: nothing to wait for
             ]
         ),
     ]

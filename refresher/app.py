@@ -83,7 +83,7 @@ class Refresher:
             Reporter(self.events),
             KubeCluster(self.api, self.config.write_concurrency),
             index,
-            informers(index, self.api, self.config.namespaces),
+            informers(index, self.api, self.config.namespaces, self.config.watch_label_selector),
         )
         try:
             await self.controller.run()

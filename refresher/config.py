@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from common import names
 from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
+from refresher import sharding
 from refresher.providers.gcp import GOOGLE_STS_URL, GOOGLE_TOKEN_URL
 from refresher.targets import Rules, parse_permissions
 
@@ -33,6 +34,7 @@ class RefresherConfig:
     credentials_resync_s: float
     leader_elect: bool
     lease_name: str
+    watch_label_selector: str  # empty: no sharding
     lease_namespace: str
     identity: str
     kubeconfig: str | None
@@ -81,7 +83,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--write-concurrency", type=int, default=int(env("write-concurrency", "16")))
     p.add_argument("--credentials-resync", type=float, default=float(env("credentials-resync", "30")))
     p.add_argument("--leader-elect", action="store_true", default=env("leader-elect", "") == "true")
-    p.add_argument("--lease-name", default=env("lease-name", "flux-passwordless-refresher"))
+    p.add_argument(
+        "--watch-label-selector",
+        default=env("watch-label-selector", ""),
+        help="serve only the GitRepositories and opted-in Secrets this label selector matches, as Flux's "
+        "source-controller shards (e.g. sharding.fluxcd.io/key=shard1; the main instance: !sharding.fluxcd.io/key)",
+    )
+    p.add_argument(
+        "--lease-name",
+        default=env("lease-name", ""),
+        help="the leader-election Lease (default: flux-passwordless-refresher, suffixed per shard selector)",
+    )
     p.add_argument("--identity", default=env("identity", os.environ.get("POD_NAME", socket.gethostname())))
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None)
     p.add_argument("--listen", default=env("listen", "0.0.0.0:8080"), help="health and metrics (plain HTTP)")
@@ -102,10 +114,15 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
     if a.credentials_resync <= 0:
         p.error("--credentials-resync must be positive")
     identity = frozenset(csv(a.identity_namespaces)) or frozenset({a.namespace, names.FLUX_NAMESPACE})
+    try:
+        shard_keys = sharding.selector_keys(a.watch_label_selector)
+    except ValueError as err:
+        p.error(str(err))
     return RefresherConfig(
         namespaces=csv(a.namespaces),
         identity_namespaces=identity,
-        rules=Rules(policy, parse_permissions(a.github_permissions)),
+        rules=Rules(policy, parse_permissions(a.github_permissions), shard_keys),
+        watch_label_selector=a.watch_label_selector.strip(),
         github_token_scope=a.github_token_scope,
         gcp_scopes=csv(a.gcp_scopes),
         gcp_token_urls=csv(a.gcp_token_urls),
@@ -119,7 +136,7 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         write_concurrency=a.write_concurrency,
         credentials_resync_s=a.credentials_resync,
         leader_elect=a.leader_elect,
-        lease_name=a.lease_name,
+        lease_name=a.lease_name or sharding.lease_name(names.REFRESHER_LEASE, a.watch_label_selector),
         lease_namespace=a.namespace,
         identity=a.identity,
         kubeconfig=a.kubeconfig,

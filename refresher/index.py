@@ -22,6 +22,7 @@ from common.informer import Informer
 from common.objects import Key, key_of, meta
 from refresher.outputs import OPT_IN_KEYS, digest, held_token
 from refresher.providers import Token
+from refresher.sharding import combined
 from refresher.targets import Invalid, Rules, Target, from_gitrepository, from_opted_in_secret
 
 
@@ -137,8 +138,9 @@ class Index:
             yield target
 
 
-def informers(index: Index, api: client.ApiClient, namespaces: tuple[str, ...]) -> list[Informer]:
-    """The list+watches feeding ``index``: three per namespace in ``namespaces``, or three cluster-wide."""
+def informers(index: Index, api: client.ApiClient, namespaces: tuple[str, ...], selector: str = "") -> list[Informer]:
+    """The list+watches feeding ``index``: three per namespace in ``namespaces``, or three cluster-wide; each
+    narrowed to the shard's ``selector`` (refresher.sharding) when there is one."""
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     group, version, plural = names.FLUX_SOURCE_GROUP, "v1", names.GITREPOSITORY_PLURAL
     ours = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY_VALUE}"
@@ -162,6 +164,7 @@ def informers(index: Index, api: client.ApiClient, namespaces: tuple[str, ...]) 
                 index.on_gitrepo,
                 index.relisted(index.gitrepos, index.references, namespace=ns),
                 what=f"gitrepositories{where}",
+                label_selector=selector or None,
                 list_args=git_args,
             ),
             Informer(
@@ -169,7 +172,7 @@ def informers(index: Index, api: client.ApiClient, namespaces: tuple[str, ...]) 
                 index.on_opt_in,
                 index.relisted(index.opt_ins, namespace=ns),
                 what=f"secrets(opt-in){where}",
-                label_selector=names.LABEL_PROVIDER,
+                label_selector=combined(selector, names.LABEL_PROVIDER),
                 list_args=secret_args,
             ),
             Informer(
@@ -177,7 +180,7 @@ def informers(index: Index, api: client.ApiClient, namespaces: tuple[str, ...]) 
                 index.on_output,
                 index.relisted(index.outputs, namespace=ns),
                 what=f"secrets(ours){where}",
-                label_selector=ours,
+                label_selector=combined(selector, ours),
                 list_args=secret_args,
             ),
         ]

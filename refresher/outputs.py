@@ -76,7 +76,7 @@ def owned_secret(
         "metadata": {
             "name": target.secret,
             "namespace": target.namespace,
-            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, **dict(target.shard_labels)},
             "annotations": token_annotations(token, token_key),
             "ownerReferences": [
                 {

@@ -26,6 +26,7 @@ from common.gitrepository import (
     validate_gitrepository,
 )
 from common.objects import meta
+from refresher.sharding import shard_labels
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -60,6 +61,7 @@ class Target:
     consumer_window_s: float = 0.0  # renew at least this long before expiry
     permissions: Mapping[str, str] = field(default_factory=dict)
     service_account: str | None = None  # azure per-object identity
+    shard_labels: tuple[tuple[str, str], ...] = ()  # carried onto the output Secret (refresher.sharding)
 
     @property
     def key(self) -> TargetKey:
@@ -126,6 +128,7 @@ class Rules:
     github_permissions: Mapping[str, str] = field(
         default_factory=lambda: parse_permissions(names.DEFAULT_GITHUB_PERMISSIONS)
     )
+    shard_keys: tuple[str, ...] = ()  # the label keys --watch-label-selector names
 
 
 def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid | None:
@@ -166,6 +169,7 @@ def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid
         consumer_window_s=2 * (interval + timeout),
         permissions=permissions,
         service_account=annotations.get(names.ANNOTATION_SERVICE_ACCOUNT) or spec.get("serviceAccountName") or None,
+        shard_labels=shard_labels(metadata.get("labels") or {}, rules.shard_keys) if rules.shard_keys else (),
     )
 
 

@@ -1,7 +1,8 @@
 """Writing tokens into Secrets: only where the fields we own differ, never over a Secret that is not ours.
 
-- A managed GitRepository's output Secret is created whole (a 409 means someone else's Secret has that name:
-  a Warning Event, never an overwrite), and re-applied when what we own in it changed.
+- A managed GitRepository's output Secret is created whole, and re-applied when what we own in it changed. A 409
+  on create is either ours for this very object but outside the informer (another shard wrote it: adopted) or
+  someone else's Secret (a Warning Event, never an overwrite).
 - An opted-in Secret gets only ``username``/``password`` (and our annotations), by server-side apply.
 
 A fixed pool of workers pulls from one iterator of jobs, so memory stays flat however many Secrets there are.
@@ -12,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from common import names
 from common.kube import TRANSPORT_ERRORS
 from common.objects import Key
 from refresher import metrics
@@ -107,14 +110,34 @@ class Writer:
                     await self._cluster.apply_secret(target.namespace, target.secret, desired)
             except ApiException as err:
                 if err.status == 409 and current is None:
-                    # Not in our informer, so not labelled ours: someone else's Secret. Never overwrite it.
-                    self._conflict(target, now, "exists and is not managed by flux-passwordless")
-                    return True
+                    return await self._taken(target, token, desired, wanted, now)
                 return self._failed(target, err)
             except TRANSPORT_ERRORS as err:
                 return self._failed(target, err)
             metrics.SECRET_WRITES.labels("created" if current is None else "applied-owned").inc()
             self._index.outputs[key] = Output(target.uid, wanted)
+        self._reporter.holds(target, token)
+        return True
+
+    async def _taken(self, target: Target, token: Token, desired: dict[str, Any], wanted: str, now: float) -> bool:
+        """The name is taken by a Secret our informer does not show: ours for this very GitRepository, written by
+        another shard (its label moved it here) or before sharding, is adopted; anyone else's is never touched."""
+        try:
+            existing = await self._cluster.read_secret(target.namespace, target.secret)
+        except (ApiException, *TRANSPORT_ERRORS) as err:
+            return self._failed(target, err)
+        metadata = (existing or {}).get("metadata") or {}
+        ours = (metadata.get("labels") or {}).get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE
+        owners = {o.get("uid") for o in metadata.get("ownerReferences") or []}
+        if existing is None or not ours or owners != {target.uid}:
+            self._conflict(target, now, "exists and is not managed by flux-passwordless")
+            return True
+        try:
+            await self._cluster.apply_secret(target.namespace, target.secret, desired)
+        except (ApiException, *TRANSPORT_ERRORS) as err:
+            return self._failed(target, err)
+        metrics.SECRET_WRITES.labels("applied-owned").inc()
+        self._index.outputs[(target.namespace, target.secret)] = Output(target.uid, wanted)
         self._reporter.holds(target, token)
         return True
 

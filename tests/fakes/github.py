@@ -75,6 +75,10 @@ class FakeGitHub:
     def add_installation(self, installation_id: int, app_id: int, account: str, repositories: set[str]) -> None:
         self.installations[installation_id] = Installation(installation_id, account, set(repositories), app_id)
 
+    def add_repositories(self, installation_id: int, repositories: set[str]) -> None:
+        """Repositories newly granted to an installation (as when an org admin adds them to the App)."""
+        self.installations[installation_id].repositories.update(repositories)
+
     def fail_next(self, status: int, count: int = 1, headers: dict[str, str] | None = None) -> None:
         messages = {
             401: "A JSON web token could not be decoded",

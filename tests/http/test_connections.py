@@ -117,6 +117,7 @@ async def test_ten_thousand_idle_connections_keep_memory_bounded_and_reviews_ans
             f"--serviceaccounts-file={tmp_path / 'sa.json'}",
             "--log-level=warning",
             "--metrics-listen=",
+            "--shutdown-delay=0",
         ]
     )
     context = ssl.create_default_context(cafile=str(cert_dir / CA_CERT))

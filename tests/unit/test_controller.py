@@ -215,6 +215,44 @@ async def test_a_foreign_secret_in_the_way_is_reported_not_overwritten() -> None
     assert loop.events.reasons("a") == ["SecretConflict"]
 
 
+async def test_our_secret_for_this_gitrepository_written_elsewhere_is_adopted() -> None:
+    """A GitRepository moved to this shard (or a Secret written before sharding): its output Secret is ours but not
+    in this shard's watch, so the create meets a 409; it is read, found to be ours for this very object, and
+    updated with the shard's labels: no conflict, no fight."""
+    loop = Loop(gitrepo("a"))
+    owner = [{"kind": "GitRepository", "name": "a", "uid": "uid-a", "controller": True}]
+    loop.cluster.secrets[(NS, "a-git-token")] = {
+        "metadata": {
+            "namespace": NS,
+            "name": "a-git-token",
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.FLUX_SHARD_LABEL: "old"},
+            "ownerReferences": owner,
+        },
+        "data": {"password": "b2xk"},
+    }  # not notified: another shard's output is outside this shard's watch
+    await loop.step()
+    assert loop.password("a") == "token-1"
+    assert loop.events.reasons("a") == ["TokenMinted"]
+    assert loop.cluster.writes == [("apply", (NS, "a-git-token"))]
+
+
+async def test_our_label_on_another_objects_secret_is_still_a_conflict() -> None:
+    loop = Loop(gitrepo("a"))
+    other = [{"kind": "GitRepository", "name": "b", "uid": "uid-b", "controller": True}]
+    loop.cluster.secrets[(NS, "a-git-token")] = {
+        "metadata": {
+            "namespace": NS,
+            "name": "a-git-token",
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
+            "ownerReferences": other,
+        },
+        "data": {"password": "b3RoZXI="},
+    }
+    await loop.step()
+    assert loop.password("a") == "other"
+    assert loop.events.reasons("a") == ["SecretConflict"]
+
+
 @pytest.mark.parametrize(
     "error",
     [ApiException(status=500, reason="Internal Server Error"), aiohttp.ServerDisconnectedError()],
