@@ -289,8 +289,13 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
             await counter.ready.wait()
             port = free_port()
             env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
+            argv = [sys.executable, "-m", "refresher", f"--listen=127.0.0.1:{port}", f"--log-level={log_level}"]
+            if profile := os.environ.get(
+                "BENCH_PROFILE"
+            ):  # collapsed stacks (pip install py-spy); RSS is then py-spy's
+                argv = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", f"{profile}-{n}.txt", "--", *argv]
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
-                [sys.executable, "-m", "refresher", f"--listen=127.0.0.1:{port}", f"--log-level={log_level}"],
+                argv,
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
@@ -344,7 +349,7 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                     "usable_p99_ms": round(percentile(usable, 99) * 1000),
                 }
             finally:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT if os.environ.get("BENCH_PROFILE") else signal.SIGTERM)
                 try:
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:

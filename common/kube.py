@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -30,7 +32,28 @@ async def api_client(kubeconfig: str | None, max_connections: int = 100) -> clie
         await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     else:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    return client.ApiClient(cfg)
+    api = client.ApiClient(cfg)
+    if not environment_configures_http():
+        # kubernetes-asyncio's session trusts the environment: on every request aiohttp then scans for proxy
+        # variables and reads ~/.netrc in a worker thread. Where neither is configured there is nothing to
+        # find; turning it off took a third off the refresher's cost per Secret write (profiled).
+        session = api.rest_client.pool_manager
+        if hasattr(session, "_trust_env"):
+            session._trust_env = False
+    return api
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NETRC")
+
+
+def environment_configures_http() -> bool:
+    """A proxy variable or a netrc file that aiohttp would honour (then the client keeps honouring them)."""
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return True
+    try:
+        return (Path.home() / ".netrc").exists()
+    except (RuntimeError, OSError):  # no home directory (a container's nobody)
+        return False
 
 
 async def read_json(call: Awaitable[Any]) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from common import names
 from common.backoff import Backoff
@@ -127,10 +128,13 @@ class Controller:
         targets = list(self._targets())
         await self._sources.refresh(targets, now)
         plan = make_plan(await self._pairs(targets, now), self._config.github_token_scope, self._config.gcp_scopes)
-        due = [planned for key, planned in plan.tokens.items() if self._state(planned, now).due(now)]
-        if due:
-            await asyncio.gather(*(self._mint(planned) for planned in due))
-        if await self._writer.write_all(self._jobs(plan, self._clock()), self._clock()):
+        due = {key: planned for key, planned in plan.tokens.items() if self._state(planned, now).due(now)}
+        # Secrets of tokens not due are written at once; those of a due token as soon as it is minted (or its
+        # mint failed: then the old token, while it is valid), not after every mint of the pass.
+        ready = itertools.chain.from_iterable(
+            self._jobs(key, planned, now) for key, planned in plan.tokens.items() if key not in due
+        )
+        if await self._writer.write_all(ready, self._clock(), later=self._minted(due)):
             metrics.LAST_SYNC.set(self._clock())
         self._forget(plan)
         self._update_gauges(plan)
@@ -214,19 +218,35 @@ class Controller:
         for target, _ in planned.members:
             self._reporter.mint_failed(target, err, keep_old=keep_old)
 
-    def _jobs(self, plan: Plan, now: float) -> Iterator[Job]:
-        for key, planned in plan.tokens.items():
-            token = self.tokens[key].usable(now) if key in self.tokens else None
-            if token is None:
-                continue  # nothing valid to write: never blank a Secret
-            for target, credential in planned.members:
-                yield target, credential, token, key.digest
+    def _jobs(self, key: MintKey, planned: PlannedToken, now: float) -> Iterator[Job]:
+        token = self.tokens[key].usable(now) if key in self.tokens else None
+        if token is None:
+            return  # nothing valid to write: never blank a Secret
+        for target, credential in planned.members:
+            yield target, credential, token, key.digest
+
+    async def _minted(self, due: dict[MintKey, PlannedToken]) -> AsyncIterator[Iterator[Job]]:
+        """Each due token's Secrets, as its mint ends (in the order they end)."""
+
+        async def mint(key: MintKey, planned: PlannedToken) -> tuple[MintKey, PlannedToken]:
+            await self._mint(planned)
+            return key, planned
+
+        tasks = [asyncio.create_task(mint(key, planned)) for key, planned in due.items()]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                key, planned = await finished
+                yield self._jobs(key, planned, self._clock())
+        finally:  # the pass ended early (stopped, or the apiserver went away): no mint outlives it
+            for task in tasks:
+                task.cancel()
 
     def _forget(self, plan: Plan) -> None:
         for key in [k for k in self.tokens if k not in plan.tokens]:
             del self.tokens[key]
         self._index.retain_held({(key.namespace, key.digest) for key in plan.tokens})
         self._reporter.retain({t.key for planned in plan.tokens.values() for t, _ in planned.members})
+        self._writer.retain({(t.namespace, t.secret) for planned in plan.tokens.values() for t, _ in planned.members})
         github = self._providers.get(names.PROVIDER_GITHUB)
         if isinstance(github, GitHubProvider):
             github.forget({key.fingerprint for key in plan.tokens if key.provider == names.PROVIDER_GITHUB})

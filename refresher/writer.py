@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -52,22 +52,51 @@ class Writer:
         self._bearer = bearer
         self._conflict_retry_s = conflict_retry_s
         self._conflicts: dict[Key, float] = {}  # a foreign Secret in the way -> when to look again
+        # What each output should hold, by the (target, token) it was computed for: a pass over 10,000 Secrets
+        # whose token did not change compares digests instead of building and hashing 10,000 Secrets.
+        self._wanted: dict[Key, tuple[Target, Token, Credential, str, str]] = {}
 
-    async def write_all(self, jobs: Iterable[Job], now: float) -> bool:
-        """Write every job that needs it; True when none failed."""
+    async def write_all(
+        self, jobs: Iterable[Job], now: float, later: AsyncIterator[Iterable[Job]] | None = None
+    ) -> bool:
+        """Write every job that needs it: ``jobs`` first, then each group ``later`` yields as it comes (a due
+        token's Secrets once it is minted). True when none failed."""
         failed = 0
-        iterator = iter(jobs)
+        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=4 * self._concurrency)  # memory stays flat
 
         async def worker() -> None:
             nonlocal failed
-            for target, credential, token, token_key in iterator:
-                if not await self._write(target, credential, token, token_key, now):
-                    failed += 1
+            while (job := await queue.get()) is not None:
+                target, credential, token, token_key = job
+                try:
+                    ok = await self._write(target, credential, token, token_key, now)
+                except Exception:  # a bug must not stop the pool (the queue would fill and the pass hang)
+                    log.exception("secret write failed unexpectedly", extra={"namespace": target.namespace})
+                    ok = False
+                failed += not ok
 
-        await asyncio.gather(*(worker() for _ in range(self._concurrency)))
+        workers = [asyncio.create_task(worker()) for _ in range(self._concurrency)]
+        try:
+            for job in jobs:
+                await queue.put(job)
+            if later is not None:
+                async for group in later:
+                    for job in group:
+                        await queue.put(job)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
         for key in [k for k, until in self._conflicts.items() if until <= now]:
             del self._conflicts[key]
         return failed == 0
+
+    def retain(self, keys: set[Key]) -> None:
+        """Forget what is remembered of outputs no longer planned."""
+        for key in [k for k in self._wanted if k not in keys]:
+            del self._wanted[key]
 
     async def _write(self, target: Target, credential: Credential, token: Token, token_key: str, now: float) -> bool:
         if target.kind == "Secret":
@@ -96,13 +125,26 @@ class Writer:
         key = (target.namespace, target.secret)
         if self._conflicts.get(key, 0.0) > now:
             return True  # reported already; looked at again later
-        desired = owned_secret(target, token, credential, self._bearer, token_key)
-        wanted = digest(desired)
         current = self._index.outputs.get(key)
         if current is not None and current.owner_uid != target.uid:
             self._conflict(target, now, "is owned by another object")
             return True
+        memo = self._wanted.get(key)
+        if (
+            memo is not None
+            and memo[1] is token
+            and memo[2] is credential
+            and memo[3] == token_key
+            and memo[0] == target
+        ):
+            wanted, desired = memo[4], None
+        else:
+            desired = owned_secret(target, token, credential, self._bearer, token_key)
+            wanted = digest(desired)
+            self._wanted[key] = (target, token, credential, token_key, wanted)
         if current is None or current.digest != wanted:
+            if desired is None:
+                desired = owned_secret(target, token, credential, self._bearer, token_key)
             try:
                 if current is None:
                     await self._cluster.create_secret(target.namespace, desired)

@@ -86,6 +86,33 @@ async def test_cert_manager_overlay_builds(kube: Kube) -> None:
     )
 
 
+async def test_the_sharding_overlay_runs_a_refresher_per_shard(kube: Kube) -> None:
+    docs = await asyncio.to_thread(built, kube, MANIFESTS / "overlays" / "sharding")
+    refreshers = {
+        d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment" and "refresher" in d["metadata"]["name"]
+    }
+    assert sorted(refreshers) == ["flux-passwordless-refresher", "flux-passwordless-refresher-shard1"]
+
+    def selector_arg(name: str) -> list[str]:
+        args = refreshers[name]["spec"]["template"]["spec"]["containers"][0]["args"]
+        return [a for a in args if a.startswith("--watch-label-selector=")]
+
+    assert selector_arg("flux-passwordless-refresher") == ["--watch-label-selector=!sharding.fluxcd.io/key"]
+    assert selector_arg("flux-passwordless-refresher-shard1") == [
+        "--watch-label-selector=sharding.fluxcd.io/key=shard1"
+    ]
+    shard = refreshers["flux-passwordless-refresher-shard1"]["spec"]
+    assert shard["selector"]["matchLabels"]["flux-passwordless.io/shard"] == "shard1"
+    assert shard["template"]["metadata"]["labels"]["flux-passwordless.io/shard"] == "shard1"
+    # Each shard leads on a Lease named after its selector: the Role must not pin one Lease name.
+    role = next(
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "flux-passwordless-refresher-leader"
+    )
+    lease_rules = [r for r in role["rules"] if "leases" in r["resources"]]
+    assert all("resourceNames" not in r for r in lease_rules)
+    assert {"get", "update", "create"} <= {v for r in lease_rules for v in r["verbs"]}
+
+
 async def test_tls_secret_is_created_once_and_ca_bundle_injected(kube: Kube, namespace: str) -> None:
     names = service_dns_names("flux-passwordless-webhook", namespace)
     ca = await ensure_secret(kube.api, namespace, "webhook-tls", names)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from refresher.credentials import github_credential
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintKey, MintRequest
-from refresher.providers.github import GitHubProvider
+from refresher.providers.github import GitHubProvider, load_app_key
 from tests.fakes.github import FakeGitHub, new_app_key, running_github
 from tests.support.tls import TLSFiles
 
@@ -181,3 +183,36 @@ async def test_credentials_sharing_a_ca_share_pooled_connections(github: GitHub)
         assert session.connector is not None
         pools = session.connector._conns
         assert sum(len(v) for v in pools.values()) == 1
+
+
+def inconsistent_key() -> bytes:
+    """A well-formed PEM whose private exponent does not fit its public one: it loads without OpenSSL's full check,
+    and every signature it makes is wrong (OpenSSL's own CRT fault check cannot catch a wrong d)."""
+    good = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    n = good.private_numbers()
+    d = n.d + 2
+    broken = rsa.RSAPrivateNumbers(n.p, n.q, d, d % (n.p - 1), d % (n.q - 1), n.iqmp, n.public_numbers).private_key(
+        unsafe_skip_rsa_key_validation=True
+    )
+    return broken.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+
+
+async def test_an_inconsistent_private_key_is_refused_before_anything_is_signed_for_github(
+    github: GitHub, provider: GitHubProvider
+) -> None:
+    fake, _, tls = github
+    data = secret_data(fake, inconsistent_key(), tls)
+    with pytest.raises(PermanentError) as err:
+        await provider.mint(request(data, ("id", str(INSTALLATION)), None))
+    assert err.value.reason == "InvalidKey"
+    assert fake.issued == {}
+
+
+def test_a_small_rsa_key_is_refused() -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    with pytest.raises(ValueError, match="2048 to 8192"):
+        load_app_key(small)
