@@ -9,7 +9,8 @@ Secret writes, and the refresher's peak RSS.
 
 The floor: on another fresh control plane of the same build, the same n Secrets (username, password, the 1.1 KB
 ca.crt, two annotations, a label: what the refresher writes) created with raw HTTP POSTs at the refresher's write
-concurrency: what the apiserver itself needs. floor_ratio = converge_s / floor_s.
+concurrency: what the apiserver itself needs (the best of three runs, each on a fresh control plane).
+floor_ratio = converge_s / floor_s.
 
 Create-to-usable: while the n objects are steady, 100 new GitRepositories, one at a time: the time from the
 create until its Secret holds a live token (as a consumer's watch sees it); p50 and p99.
@@ -49,6 +50,7 @@ CREDENTIALS = 100
 NAMESPACES = 10
 WRITE_CONCURRENCY = 16  # the refresher's --write-concurrency default
 LATENCY_SAMPLES = 100
+FLOOR_RUNS = 3  # the apiserver's pace varies by ~30% from run to run here: the best run is the floor
 
 
 def log(message: str) -> None:
@@ -357,8 +359,8 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 watch.cancel()
     finally:
         plane.stop()
-    log(f"n={n}: the raw-write floor on a fresh control plane ...")
-    floor = await write_floor(n, workdir, tls.ca_pem)
+    log(f"n={n}: the raw-write floor on a fresh control plane, best of {FLOOR_RUNS} ...")
+    floor = min([await write_floor(n, workdir / f"floor-{run}", tls.ca_pem) for run in range(FLOOR_RUNS)])
     result.update(floor_s=round(floor, 1), floor_ratio=round(result["converge_s"] / floor, 2))
     log(f"n={n}: {result}")
     return result

@@ -27,8 +27,10 @@ from refresher.targets import Target, TargetKey
 MAX_REPOSITORIES = 500
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def github_repository(url: str) -> tuple[str, str] | None:
-    """(owner, repo) of ``https://host/owner/repo(.git)``, or of a bare ``owner/repo``."""
+    """(owner, repo) of ``https://host/owner/repo(.git)``, or of a bare ``owner/repo``. Remembered: every pass
+    plans every object again, and the URLs rarely change."""
     path = urlsplit(url).path if "://" in url else url
     parts = [p for p in path.strip("/").split("/") if p]
     if len(parts) < 2:

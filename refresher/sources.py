@@ -34,9 +34,13 @@ class CredentialData:
         self.data = data
         self.name = name
         self._parsed: dict[str, Credential | MintError] = {}
+        self._warnings: dict[str, list[str]] = {}
 
     def warnings(self, provider: str) -> list[str]:
-        return secret_warnings(provider, self.name, frozenset(self.data))
+        found = self._warnings.get(provider)
+        if found is None:
+            found = self._warnings[provider] = secret_warnings(provider, self.name, frozenset(self.data))
+        return found
 
     def parsed(self, provider: str) -> Credential:
         result = self._parsed.get(provider)

@@ -63,7 +63,7 @@ class Target:
     service_account: str | None = None  # azure per-object identity
     shard_labels: tuple[tuple[str, str], ...] = ()  # carried onto the output Secret (refresher.sharding)
 
-    @property
+    @functools.cached_property
     def key(self) -> TargetKey:
         return (self.kind, self.namespace, self.name)
 

@@ -135,7 +135,7 @@ class Writer:
             and memo[1] is token
             and memo[2] is credential
             and memo[3] == token_key
-            and memo[0] == target
+            and (memo[0] is target or memo[0] == target)
         ):
             wanted, desired = memo[4], None
         else:
