@@ -70,6 +70,7 @@ class EventRecorder:
         self._core = core
         self._clock = clock
         self._seen: dict[tuple[str, str, str], _Seen] = {}  # (uid, reason, message) ->
+        self._prune_at = PRUNE_ABOVE
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
         self._workers: list[asyncio.Task[None]] = []
 
@@ -83,9 +84,13 @@ class EventRecorder:
             seen = self._seen[key] = _Seen("", 0, now)
         seen.count += 1
         seen.last = now
-        if len(self._seen) > PRUNE_ABOVE:  # forget what has not repeated for a long while
+        if len(self._seen) > self._prune_at:  # forget what has not repeated for a long while
             for old in [k for k, v in self._seen.items() if now - v.last > FORGET_AFTER_S]:
                 del self._seen[old]
+            # Scan again only once the map has doubled: with more than PRUNE_ABOVE recent entries (100,000
+            # GitRepositories told "TokenMinted" within the hour) a scan on every Event was quadratic, and
+            # stalled a refresher at 100,000 objects (bench-shards).
+            self._prune_at = max(PRUNE_ABOVE, 2 * len(self._seen))
         if not self._workers:
             self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
         try:

@@ -86,3 +86,36 @@ async def test_an_unreachable_apiserver_is_logged_never_raised(caplog: Any) -> N
     await recorder.drain()
     assert core.created == []
     assert any(r.getMessage() == "event not recorded" for r in caplog.records)
+
+
+class CountingDict(dict[Any, Any]):
+    """The recorder's memory of what it told, counting full scans of it."""
+
+    scans = 0
+
+    def items(self) -> Any:
+        CountingDict.scans += 1
+        return super().items()
+
+
+async def test_remembering_many_objects_stays_linear(monkeypatch: Any) -> None:
+    """Regression: past PRUNE_ABOVE recent entries every Event scanned the whole map (quadratic: a refresher
+    serving 100,000 GitRepositories slowed to ~60 Secrets/s while announcing TokenMinted)."""
+    monkeypatch.setattr(events_module, "PRUNE_ABOVE", 100)
+    core, clock = Core(gate=asyncio.Event()), FakeClock(0.0)
+    recorder = EventRecorder(cast(Any, core), clock=clock)
+    recorder._seen = CountingDict()
+    CountingDict.scans = 0
+    for i in range(10_000):
+        target = Target("GitRepository", "apps", f"r{i}", f"uid-{i}", "github", f"r{i}-git-token", "app")
+        recorder.emit_for(target, "Normal", "TokenMinted", "github token minted")
+    assert CountingDict.scans <= 10  # doubling: 100, 200, 400 ... 12,800
+    assert len(recorder._seen) == 10_000  # nothing old enough to forget
+    clock.advance(events_module.FORGET_AFTER_S + 1)
+    for i in range(10_001, 30_000):  # old entries are still forgotten once the map has doubled again
+        target = Target("GitRepository", "apps", f"r{i}", f"uid-{i}", "github", f"r{i}-git-token", "app")
+        recorder.emit_for(target, "Normal", "TokenMinted", "github token minted")
+    assert not any(int(key[0].removeprefix("uid-")) < 10_000 for key in recorder._seen)
+    core.gate.set()  # type: ignore[union-attr]
+    for task in recorder._workers:
+        task.cancel()
