@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes_asyncio import client, config
 
 from tests.support import node as harness
@@ -71,7 +72,8 @@ async def node_clouds(node: Node, tmp_path_factory: pytest.TempPathFactory) -> A
 
 @dataclass
 class Deployed:
-    apply_to_ready_s: float
+    apply_to_ready_s: float  # every pod Ready, the certs Job complete
+    apply_to_admitting_s: float  # and the apiserver reaching the webhook through its Service
 
 
 def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
@@ -98,6 +100,33 @@ def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
     )
 
 
+def wait_admitting(plane: ControlPlane, timeout_s: float = 60) -> None:
+    """Until the apiserver reaches the webhook through its Service. Pods Ready is not yet that: for a moment the
+    Service has no programmed endpoint and kube-proxy rejects the connection (as on any cluster right after an
+    install: admissions fail in that window, failurePolicy Fail)."""
+    probe = yaml.safe_dump(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "probe", "namespace": "default"},
+            "spec": {
+                "interval": "1m",
+                "url": "https://source.developers.google.com/p/p/r/x",
+                "provider": "gcp",
+                "secretRef": {"name": "creds"},
+            },
+        }
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = kubectl(plane, "create", "--dry-run=server", "-f", "-", stdin=probe)
+        if out.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the webhook is not reachable through its Service: {out.stderr}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def deployed(node: Node) -> Deployed:
     """Flux's CRDs, then the shipped manifests exactly as the README says: `kubectl apply -k manifests/`."""
@@ -105,7 +134,9 @@ def deployed(node: Node) -> Deployed:
     t0 = time.monotonic()
     kubectl(node.plane, "apply", "-k", str(MANIFESTS), check=True)
     wait_rollout(node.plane)
-    return Deployed(time.monotonic() - t0)
+    ready_s = time.monotonic() - t0
+    wait_admitting(node.plane)
+    return Deployed(ready_s, time.monotonic() - t0)
 
 
 @pytest.fixture(scope="session")

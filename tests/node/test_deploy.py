@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from common import names
-from tests.node.conftest import MANIFESTS, NAMESPACE, Deployed, Node, wait_rollout
+from tests.node.conftest import MANIFESTS, NAMESPACE, Deployed, Node, wait_admitting, wait_rollout
 from tests.support import node as harness
 from tests.support.clouds import GITHUB_ACCOUNT, Clouds
 from tests.support.fluxrepos import apply, get, manifest, ready
@@ -49,7 +49,8 @@ async def test_manifests_bring_up_every_pod_as_shipped(node: Node, node_kube: Ku
     print(
         f"\nnode Ready {node.ready_seconds:.1f}s; image built in {node.image_build_seconds:.0f}s "
         f"({harness.image_size_mb():.0f} MB), loaded in {node.image_load_seconds:.1f}s; "
-        f"kubectl apply -k manifests/ -> every pod Ready and the certs Job complete: {deployed.apply_to_ready_s:.1f}s"
+        f"kubectl apply -k manifests/ -> every pod Ready and the certs Job complete: {deployed.apply_to_ready_s:.1f}s, "
+        f"admitting through the Service: {deployed.apply_to_admitting_s:.1f}s"
     )
     for name in (WEBHOOK, REFRESHER):
         running = ready_pods(node_kube, name)
@@ -148,12 +149,13 @@ def create_in_a_loop(plane: Any, namespace: str, stop: threading.Event, failures
         )
         out = kubectl(plane, "create", "-f", "-", stdin=text)
         if out.returncode != 0:
-            failures.append(out.stderr.strip())
+            failures.append(f"{time.strftime('%H:%M:%S')} {out.stderr.strip()}")
         created += 1
     return created
 
 
 async def test_a_webhook_rollout_fails_no_admission(node_kube: Kube, tenant: str) -> None:
+    await asyncio.to_thread(wait_admitting, node_kube.plane)  # reachable before the rollout begins
     stop, failures = threading.Event(), list[str]()
     result: list[int] = []
     worker = threading.Thread(
