@@ -87,6 +87,7 @@ def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
             NAMESPACE,
             f"--timeout={timeout_s}s",
             check=True,
+            timeout=timeout_s + 30,
         )
     kubectl(
         plane,
@@ -97,6 +98,7 @@ def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
         NAMESPACE,
         f"--timeout={timeout_s}s",
         check=True,
+        timeout=timeout_s + 30,
     )
 
 

@@ -34,7 +34,7 @@ class Kube:
 
 
 def kubectl(
-    plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = False
+    plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = False, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [str(plane.kubectl), *args],
@@ -42,7 +42,7 @@ def kubectl(
         capture_output=True,
         text=True,
         env=plane.kubectl_env(),
-        timeout=60,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
