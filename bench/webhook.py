@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certs.files import CA_CERT, TLS_CERT, TLS_KEY, ensure_files
+from tests.support.controlplane import free_port
 from tests.support.reviews import gitrepository_review
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,12 +86,6 @@ def paired_ratios(samples: dict[tuple[str, str, int], list[Result]], conns: int)
     (the ratios' median is what is reported)."""
     pairs = list(zip(samples[("yardstick", "pod", conns)], samples[("ours", "pod", conns)], strict=True))
     return [o.rps / y.rps for y, o in pairs], [o.p99_ms / y.p99_ms for y, o in pairs]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_yardstick() -> Path:

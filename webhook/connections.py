@@ -18,9 +18,12 @@ buffers: the cap is what bounds memory):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import socket
 import ssl
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -38,7 +41,7 @@ class BoundedServer(web.Server):
         super().__init__(handler, keepalive_timeout=idle_timeout_s, **kwargs)
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
-        self.handshaking: dict[_Handshake, asyncio.Transport] = {}  # oldest first
+        self.handshaking: dict[_Pending, _Pending] = {}  # accepted, in the TLS handshake; oldest first
         self.busy: set[RequestHandler] = set()  # connections with a request in flight
         self._served: set[RequestHandler] = set()  # connections that got a first request
         self.shed = 0  # connections closed to make room
@@ -81,56 +84,102 @@ class BoundedServer(web.Server):
         self.busy.discard(handler)
 
 
-class _Handshake(asyncio.Protocol):
-    """Every accepted connection's first protocol: counted and admitted (or refused) before any TLS work, then
-    upgraded to TLS and handed to aiohttp's request handler."""
+class Listener:
+    """The listening socket and its accept loop, ours so that every connection is counted and admitted (or
+    turned away) the moment it is accepted, before the loop reads a byte of it; the loop then does the TLS
+    handshake itself (``connect_accepted_socket``) and hands the connection to aiohttp's request handler.
 
-    def __init__(self, server: BoundedServer, context: ssl.SSLContext) -> None:
+    (An earlier design accepted plain TCP, paused reading and upgraded with ``loop.start_tls``. uvloop still
+    delivered a ClientHello that was already queued at accept to the plain protocol, where it was lost, and the
+    handshake hung until its timeout: under CPU contention, dozens of connections at a time.)"""
+
+    def __init__(self, server: BoundedServer, sock: socket.socket, context: ssl.SSLContext) -> None:
         self._server = server
+        self._sock = sock
         self._context = context
-        self._task: asyncio.Task[None] | None = None
+        self._task = asyncio.get_running_loop().create_task(self._accept_forever(), name="webhook-accept")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        if not self._server.admit():
-            transport.abort()
-            return
-        transport.pause_reading()  # the ClientHello waits for the TLS layer
-        self._server.handshaking[self] = transport
-        self._task = asyncio.get_running_loop().create_task(self._upgrade(transport))
-
-    async def _upgrade(self, transport: asyncio.Transport) -> None:
+    async def _accept_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        # The handler must be in place before the handshake ends: the first request may follow in the same read.
-        handler = self._server()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors or memory: what is queued waits in the backlog; try again shortly.
+                    log.warning("accept failed", extra={"errno": errno.errorcode.get(err.errno or 0, "?")})
+                    await asyncio.sleep(0.1)
+                continue  # ECONNABORTED and the like: that one client is gone
+            self._take(conn)
+            while True:  # a burst: take what else is queued without a loop round-trip each
+                try:
+                    conn, _ = self._sock.accept()
+                except OSError:  # BlockingIOError: none left (anything else: the next sock_accept says)
+                    break
+                self._take(conn)
+
+    def _take(self, conn: socket.socket) -> None:
+        if not self._server.admit():
+            conn.close()  # every connection busy: turned away
+            return
+        conn.setblocking(False)
+        pending = _Pending(conn)
+        self._server.handshaking[pending] = pending
+        pending.task = asyncio.get_running_loop().create_task(self._handshake(pending))
+
+    async def _handshake(self, pending: _Pending) -> None:
+        loop = asyncio.get_running_loop()
+        handler = self._server()  # its connection_made comes from the TLS layer once the handshake is done
         try:
-            tls = await loop.start_tls(
-                transport,
-                handler,
-                self._context,
-                server_side=True,
+            pending.handed = True
+            await loop.connect_accepted_socket(
+                lambda: handler,
+                pending.conn,
+                ssl=self._context,
                 ssl_handshake_timeout=self._server.header_timeout_s,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError):
-            transport.abort()  # a failed or abandoned handshake: nothing to tell anyone
-            return
+            return  # a failed or abandoned handshake (the loop has closed it): nothing to tell anyone
         finally:
-            self._server.handshaking.pop(self, None)
-        if tls is None or tls.is_closing():
-            return
-        handler.connection_made(tls)
+            self._server.handshaking.pop(pending, None)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        # Only reached while still ours (before the TLS layer took over): the handshake will not finish.
-        self._server.handshaking.pop(self, None)
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+    def close(self) -> None:
+        """No new connections (those open are the request handler's to finish)."""
+        self._task.cancel()
+        self._sock.close()
+        for pending in list(self._server.handshaking):
+            pending.abort()
+        self._server.handshaking.clear()
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused until TLS takes over
-        return None
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
-async def listen(server: BoundedServer, host: str, port: int, context: ssl.SSLContext) -> asyncio.AbstractServer:
+class _Pending:
+    """An accepted connection in its TLS handshake."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.task: asyncio.Task[None] | None = None
+        self.handed = False  # the loop owns the socket from here (and closes it when the task is cancelled)
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if not self.handed:
+            self.conn.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket for host:port (IPv4, or IPv6 when the host has a colon; ``::`` is dual-stack)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    dualstack = family == socket.AF_INET6 and host == "::" and socket.has_dualstack_ipv6()
+    sock = socket.create_server((host, port), family=family, backlog=1024, dualstack_ipv6=dualstack)
+    sock.setblocking(False)
+    return sock
+
+
+async def listen(server: BoundedServer, host: str, port: int, context: ssl.SSLContext) -> Listener:
     """Serve ``server`` over TLS on host:port, every connection counted from its accept."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Handshake(server, context), host, port, backlog=1024, reuse_address=True)
+    return Listener(server, bind(host, port), context)

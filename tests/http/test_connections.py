@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +38,40 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
             while await reader.read(1024):
                 pass
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def webhook_process(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int, ssl.SSLContext]]:
+    """The webhook as users run it (``python -m webhook``: uvloop, default limits), listening; its process, port
+    and a client TLS context that trusts it."""
+    cert_dir = tmp_path / "tls"
+    ensure_files(cert_dir, ["localhost"], ["127.0.0.1"])
+    (tmp_path / "sa.json").write_text("{}")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            f"--listen=127.0.0.1:{port}",
+            f"--tls-cert-file={cert_dir / TLS_CERT}",
+            f"--tls-key-file={cert_dir / TLS_KEY}",
+            f"--serviceaccounts-file={tmp_path / 'sa.json'}",
+            "--log-level=warning",
+            "--metrics-listen=",
+            "--shutdown-delay=0",
+            *extra,
+        ]
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        yield proc, port, ssl.create_default_context(cafile=str(cert_dir / CA_CERT))
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture
@@ -102,33 +139,8 @@ def rss_mb(pid: int) -> float:
 async def test_ten_thousand_idle_connections_keep_memory_bounded_and_reviews_answered(tmp_path: Path) -> None:
     """Regression: idle TLS connections were never closed nor capped (about 29 KB each: some 9,000 exceeded the
     container's 256 MiB). Here 10,000 are opened and held, against the default limits."""
-    cert_dir = tmp_path / "tls"
-    ensure_files(cert_dir, ["localhost"], ["127.0.0.1"])
-    (tmp_path / "sa.json").write_text("{}")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            f"--listen=127.0.0.1:{port}",
-            f"--tls-cert-file={cert_dir / TLS_CERT}",
-            f"--tls-key-file={cert_dir / TLS_KEY}",
-            f"--serviceaccounts-file={tmp_path / 'sa.json'}",
-            "--log-level=warning",
-            "--metrics-listen=",
-            "--shutdown-delay=0",
-        ]
-    )
-    context = ssl.create_default_context(cafile=str(cert_dir / CA_CERT))
     held: list[asyncio.StreamWriter] = []
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError):
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            await asyncio.sleep(0.05)
+    with webhook_process(tmp_path) as (proc, port, context):
         baseline = rss_mb(proc.pid)
         gate = asyncio.Semaphore(64)
 
@@ -157,11 +169,8 @@ async def test_ten_thousand_idle_connections_keep_memory_bounded_and_reviews_ans
         assert body["response"]["allowed"] is True
         assert len(held) > 9_000  # a few TLS clients see their handshake cut: the server made room for newer ones
         assert peak < CONTAINER_LIMIT_MB * 0.5, f"{peak:.0f} MB"
-    finally:
         for writer in held:
             writer.transport.abort()
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_flags_are_checked() -> None:
@@ -188,3 +197,28 @@ async def test_after_sigterm_new_connections_are_served_until_the_delay_ends(tmp
             await asyncio.wait_for(asyncio.shield(hook.task), 5)
             with pytest.raises(aiohttp.ClientConnectionError):
                 await post(http, "/mutate/gitrepository", REVIEW)
+
+
+async def test_a_client_hello_that_arrives_with_the_accept_is_not_lost(tmp_path: Path) -> None:
+    """Regression (#10): under CPU contention a connection's ClientHello is often already queued when the server
+    accepts it. The listener used to take the connection as plain TCP, pause it and upgrade it with
+    ``loop.start_tls``; uvloop handed the queued ClientHello to the plain protocol anyway, where it was dropped,
+    and the handshake hung until the 10 s timeout (wrk and kubelet probes saw resets; a pod was restarted in CI).
+    A stopped process makes the condition certain: every ClientHello is queued before the first accept."""
+    with webhook_process(tmp_path) as (proc, port, context):
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            pending = [asyncio.create_task(asyncio.open_connection("127.0.0.1", port, ssl=context)) for _ in range(50)]
+            await asyncio.sleep(0.5)  # the TCP handshakes complete in the kernel; every ClientHello is sent
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        done, late = await asyncio.wait(pending, timeout=3)
+        for task in late:
+            task.cancel()
+        failed = [repr(t.exception()) for t in done if t.exception() is not None]
+        print(f"\n50 queued handshakes: {len(done) - len(failed)} done {time.monotonic() - resumed:.2f}s after resume")
+        assert not late, f"{len(late)} of 50 TLS handshakes still pending 3 s after the server resumed"
+        assert not failed, failed[:3]
+        for task in done:
+            task.result()[1].transport.abort()

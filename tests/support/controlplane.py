@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -52,10 +53,36 @@ def binaries_dir(build: bool = False) -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
+# Listening ports come from below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+# default): a port the kernel hands out as "free" for bind(0) is also one it hands out as the source port of the next
+# outgoing connection, so a server started a moment later found it taken (CI: kube-apiserver "bind: address already in
+# use"). Ports handed out once are not handed out again by this process.
+_PORT_RANGE = (20000, 32767)
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(*_PORT_RANGE) if not low <= p <= high and p not in _handed_out]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE} outside the ephemeral range {low}-{high}")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
