@@ -1,5 +1,7 @@
 """Shared fixtures: a real control plane for the session, a fresh namespace per test."""
 
+# ruff: noqa: E402 - kubeimports.install() must run before the first import of kubernetes-asyncio
+
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from common import kubeimports
+
+kubeimports.install()  # the suite imports kubernetes-asyncio as the shipped processes do: lazily
+
 from kubernetes_asyncio import client, config
 
 from common import logs
