@@ -12,21 +12,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
-from azure.identity import CredentialUnavailableError
-from azure.identity.aio import (
-    ClientAssertionCredential,
-    ManagedIdentityCredential,
-    WorkloadIdentityCredential,
-)
+from typing import TYPE_CHECKING, Any
 
 from common import names
 from refresher.credentials import AzureIdentity
 from refresher.errors import MintError, PermanentError, TemporaryError
 from refresher.plan import MintRequest
 from refresher.providers import Token
+
+if TYPE_CHECKING:
+    from azure.core.exceptions import ClientAuthenticationError
+
+# azure-identity is imported at the first Azure mint, not at start: about 10 MB a cluster without Azure
+# identities never needs.
 
 # (namespace, serviceaccount, audience) -> a short-lived ServiceAccount token
 TokenRequester = Callable[[str, str, str], Awaitable[str]]
@@ -54,6 +52,8 @@ class AzureProvider:
 
     def _own_credential(self) -> Any:
         if self._own is None:
+            from azure.identity.aio import ManagedIdentityCredential, WorkloadIdentityCredential
+
             if os.environ.get("AZURE_FEDERATED_TOKEN_FILE"):
                 self._own = WorkloadIdentityCredential(authority=self._authority, **self._kwargs)
             else:
@@ -63,6 +63,9 @@ class AzureProvider:
     async def mint(self, request: MintRequest) -> Token:
         identity = request.credential
         assert isinstance(identity, AzureIdentity)
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+        from azure.identity import CredentialUnavailableError
+
         issued = self._clock()
         try:
             if identity.service_account is None:
@@ -101,6 +104,8 @@ class AzureProvider:
                 "MissingKey",
             )
         assertion = await self._token_request(identity.namespace, identity.service_account, names.AZURE_TOKEN_AUDIENCE)
+        from azure.identity.aio import ClientAssertionCredential
+
         credential = ClientAssertionCredential(
             tenant, identity.client_id, lambda: assertion, authority=self._authority, **self._kwargs
         )
