@@ -292,10 +292,6 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
             port = free_port()
             env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
             argv = [sys.executable, "-m", "refresher", f"--listen=127.0.0.1:{port}", f"--log-level={log_level}"]
-            if profile := os.environ.get(
-                "BENCH_PROFILE"
-            ):  # collapsed stacks (pip install py-spy); RSS is then py-spy's
-                argv = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", f"{profile}-{n}.txt", "--", *argv]
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
                 argv,
                 env=env,
@@ -303,6 +299,10 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 stderr=log_file,
             )
             started = time.monotonic()
+            profiler = None
+            if profile := os.environ.get("BENCH_PROFILE"):  # the converge phase's stacks (pip install py-spy)
+                spy = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", f"{profile}-{n}.txt"]
+                profiler = subprocess.Popen([*spy, "--pid", str(proc.pid)], stdout=subprocess.DEVNULL)  # noqa: ASYNC220
             rss_timeline: list[tuple[float, float]] = []
             try:
                 last_report = started
@@ -319,6 +319,9 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                     if not rss_timeline or time.monotonic() - started - rss_timeline[-1][0] >= 0.5:
                         rss_timeline.append((round(time.monotonic() - started, 1), current_rss_mb(proc.pid)))
                 converge = time.monotonic() - started
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    profiler.wait(30)
                 if os.environ.get("BENCH_RSS_TIMELINE"):
                     log(f"n={n}: refresher RSS over time (s, MB): {rss_timeline}")
                 log(f"n={n}: converged in {converge:.1f}s; {fake.mints} mints; now a steady {steady_s}s ...")
@@ -351,7 +354,7 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                     "usable_p99_ms": round(percentile(usable, 99) * 1000),
                 }
             finally:
-                proc.send_signal(signal.SIGINT if os.environ.get("BENCH_PROFILE") else signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:

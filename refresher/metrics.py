@@ -24,7 +24,11 @@ FAILING = Gauge(
 )
 LAST_SYNC = Gauge("flux_passwordless_last_successful_sync_timestamp_seconds", "When every Secret was last up to date.")
 LEADER = Gauge("flux_passwordless_leader", "1 while this replica leads (writes), else 0.")
-EVENTS_DROPPED = Counter("flux_passwordless_events_dropped", "Events dropped because the event queue was full.")
+EVENTS_DROPPED = Counter(
+    "flux_passwordless_events_dropped",
+    "Events not written: the event queue was full (queue-full), or Normal Events past their rate (rate-limited).",
+    ["why"],
+)
 
 
 class TokenExpiry(Collector):

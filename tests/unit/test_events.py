@@ -67,16 +67,45 @@ async def test_repeats_are_dropped_within_a_minute_then_counted_on_the_same_even
 async def test_a_full_queue_drops_and_counts_instead_of_growing() -> None:
     core = Core(gate=asyncio.Event())
     recorder = EventRecorder(cast(Any, core), clock=FakeClock(0.0))
-    before = metrics.EVENTS_DROPPED._value.get()  # prometheus-client has no public getter
+    before = metrics.EVENTS_DROPPED.labels("queue-full")._value.get()  # prometheus-client has no public getter
     total = events_module.QUEUE_SIZE + events_module.WORKERS + 25
     for i in range(total):
         recorder.emit_for(TARGET, "Warning", "TokenMintFailed", f"message {i}")
     await asyncio.sleep(0)
-    dropped = metrics.EVENTS_DROPPED._value.get() - before
+    dropped = metrics.EVENTS_DROPPED.labels("queue-full")._value.get() - before
     assert 25 <= dropped <= 25 + events_module.WORKERS
     core.gate.set()  # type: ignore[union-attr]
     await recorder.drain()
     assert len(core.created) == total - dropped
+
+
+async def test_normal_events_are_rate_limited_and_warnings_never() -> None:
+    """A start that fills 10,000 Secrets at once must not post 10,000 "TokenMinted" Events (as many apiserver
+    writes as the Secrets): a burst, then a steady rate; Warnings all pass."""
+    core, clock = Core(), FakeClock(0.0)
+    recorder = EventRecorder(cast(Any, core), clock=clock)
+    before = metrics.EVENTS_DROPPED.labels("rate-limited")._value.get()
+    targets = [
+        Target("GitRepository", "apps", f"r{i}", f"uid-{i}", "github", f"r{i}-git-token", "app") for i in range(10_000)
+    ]
+    for target in targets:
+        recorder.emit_for(target, "Normal", "TokenMinted", "Secret holds a github token")
+    for target in targets[:200]:
+        recorder.emit_for(target, "Warning", "TokenMintFailed", "github token: HTTP 502")
+    clock.advance(2)  # two seconds later: NORMAL_PER_S x 2 more
+    for target in targets[:100]:
+        recorder.emit_for(target, "Normal", "TokenMinted", "Secret holds a github token, again")
+    await recorder.drain()
+    normal = [e for e in core.created if e["type"] == "Normal"]
+    warnings = [e for e in core.created if e["type"] == "Warning"]
+    allowed = events_module.NORMAL_BURST + 2 * events_module.NORMAL_PER_S
+    assert len(normal) == allowed
+    assert len(warnings) == 200
+    assert metrics.EVENTS_DROPPED.labels("rate-limited")._value.get() - before == 10_100 - allowed
+    clock.advance(60)  # a quiet minute later a new object's Event is written at once
+    recorder.emit_for(TARGET, "Normal", "TokenMinted", "Secret holds a github token")
+    await recorder.drain()
+    assert core.created[-1]["involvedObject"]["uid"] == TARGET.uid
 
 
 async def test_an_unreachable_apiserver_is_logged_never_raised(caplog: Any) -> None:
@@ -108,13 +137,13 @@ async def test_remembering_many_objects_stays_linear(monkeypatch: Any) -> None:
     CountingDict.scans = 0
     for i in range(10_000):
         target = Target("GitRepository", "apps", f"r{i}", f"uid-{i}", "github", f"r{i}-git-token", "app")
-        recorder.emit_for(target, "Normal", "TokenMinted", "github token minted")
+        recorder.emit_for(target, "Warning", "TokenMintFailed", "github token: HTTP 502")
     assert CountingDict.scans <= 10  # doubling: 100, 200, 400 ... 12,800
     assert len(recorder._seen) == 10_000  # nothing old enough to forget
     clock.advance(events_module.FORGET_AFTER_S + 1)
     for i in range(10_001, 30_000):  # old entries are still forgotten once the map has doubled again
         target = Target("GitRepository", "apps", f"r{i}", f"uid-{i}", "github", f"r{i}-git-token", "app")
-        recorder.emit_for(target, "Normal", "TokenMinted", "github token minted")
+        recorder.emit_for(target, "Warning", "TokenMintFailed", "github token: HTTP 502")
     assert not any(int(key[0].removeprefix("uid-")) < 10_000 for key in recorder._seen)
     core.gate.set()  # type: ignore[union-attr]
     for task in recorder._workers:
