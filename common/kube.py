@@ -9,8 +9,10 @@ import os
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote, urlencode
 
 import aiohttp
+import msgspec
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -84,3 +86,49 @@ def raise_for_status(response: Any) -> None:
     """With ``_preload_content=False`` the generated client returns error responses instead of raising."""
     if not 200 <= response.status <= 299:
         raise ApiException(status=response.status, reason=response.reason)
+
+
+class Writes:
+    """POST and PATCH of plain JSON bodies through the generated client's own session, connection pool and
+    authentication (its token-refresh hook included), without its per-request machinery: the body is
+    encoded once by msgspec instead of walked by ``sanitize_for_serialization`` and encoded again, and no
+    parameter validation or model look-up runs. Profiled on 10,000 Secret writes, that machinery was a third of
+    the refresher's cost per write."""
+
+    def __init__(self, api: client.ApiClient, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self._api = api
+        self._host = str(api.configuration.host)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        rest = api.rest_client
+        self._extra: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "proxy": rest.proxy,
+                "proxy_headers": rest.proxy_headers,
+                "server_hostname": rest.server_hostname,
+            }.items()
+            if v
+        }
+
+    async def send(
+        self,
+        method: str,
+        path: tuple[str, ...],
+        body: dict[str, Any],
+        params: dict[str, str],
+        content_type: str = "application/json",
+    ) -> None:
+        """``method`` the resource at ``path`` (its segments, e.g. ``("api", "v1", "namespaces", ns, "secrets")``,
+        each quoted); ``ApiException`` with the status when the answer is not 2xx, one of ``TRANSPORT_ERRORS``
+        when there is none."""
+        url = self._host + "".join("/" + quote(segment, safe="") for segment in path)
+        if params:
+            url += "?" + urlencode(params)
+        headers = {**self._api.default_headers, "Accept": "application/json", "Content-Type": content_type}
+        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        session = self._api.rest_client.pool_manager
+        async with session.request(
+            method, url, data=msgspec.json.encode(body), headers=headers, timeout=self._timeout, **self._extra
+        ) as response:
+            await response.read()  # the connection goes back to the pool only once the answer is read
+            raise_for_status(response)

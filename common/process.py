@@ -15,3 +15,14 @@ async def run_until_signalled(serve: Callable[[asyncio.Event], Coroutine[Any, An
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await serve(stop)
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to its end on uvloop (libuv, and TLS in C: the refresher's Secret writes and the webhook's
+    handshakes cost a fraction of the pure-Python asyncio ones), or on asyncio where uvloop is not installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without it
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

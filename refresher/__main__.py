@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
-from common import logs
+from common import logs, process
 from refresher import app, config
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = config.from_args(argv)
     logs.setup(cfg.log_level)
-    asyncio.run(app.run(cfg))
+    process.run(app.run(cfg))
     return 0
 
 

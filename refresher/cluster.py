@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
-from common.kube import APPLY, REQUEST_TIMEOUT_S, call_raw, read_json
+from common.kube import APPLY, REQUEST_TIMEOUT_S, Writes, read_json
 
 
 class Cluster(Protocol):
@@ -35,6 +35,7 @@ class Cluster(Protocol):
 class KubeCluster:
     def __init__(self, api: client.ApiClient, concurrency: int) -> None:
         self._core = client.CoreV1Api(api)
+        self._writes = Writes(api)
         self._gate = asyncio.Semaphore(concurrency)
 
     async def _read(self, call: Any) -> dict[str, Any] | None:
@@ -62,27 +63,19 @@ class KubeCluster:
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
         async with self._gate:
-            await call_raw(
-                self._core.create_namespaced_secret(
-                    namespace,
-                    body,  # type: ignore[arg-type]  # the client serialises plain dicts as they are
-                    field_manager=names.FIELD_MANAGER,
-                    _preload_content=False,
-                    _request_timeout=REQUEST_TIMEOUT_S,
-                )
+            await self._writes.send(
+                "POST",
+                ("api", "v1", "namespaces", namespace, "secrets"),
+                body,
+                {"fieldManager": names.FIELD_MANAGER},
             )
 
     async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         async with self._gate:
-            await call_raw(
-                self._core.patch_namespaced_secret(  # type: ignore[call-arg]  # _content_type is accepted
-                    name,
-                    namespace,
-                    body,
-                    field_manager=names.FIELD_MANAGER,
-                    force=True,
-                    _content_type=APPLY,
-                    _preload_content=False,
-                    _request_timeout=REQUEST_TIMEOUT_S,
-                )
+            await self._writes.send(
+                "PATCH",
+                ("api", "v1", "namespaces", namespace, "secrets", name),
+                body,
+                {"fieldManager": names.FIELD_MANAGER, "force": "true"},
+                content_type=APPLY,
             )
