@@ -2,7 +2,8 @@
 
 For each size (1,000 and 10,000 GitRepositories over 100 GitHub App credentials, spread over 10 namespaces):
 a fresh control plane; the credentials Secrets and GitRepositories are created first; then the refresher
-starts (its own process) and the clock runs until every output Secret holds a live token. Then a steady
+starts (its own process) and the clock runs until every output Secret holds a live token: the best of three
+runs, each on its own fresh control plane (as the floor is). After the last one, a steady
 minute in which nothing changes must cost zero Secret writes. Reported: time to converge, mints against the
 theoretical minimum (one per credential: every credential's repositories fit in one 500-repository token),
 Secret writes, and the refresher's peak RSS.
@@ -36,8 +37,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import msgspec
+import uvloop
 from kubernetes_asyncio import client, config
 
 from common import names
@@ -51,6 +55,7 @@ NAMESPACES = 10
 WRITE_CONCURRENCY = 16  # the refresher's --write-concurrency default
 LATENCY_SAMPLES = 100
 FLOOR_RUNS = 3  # the apiserver's pace varies by ~30% from run to run here: the best run is the floor
+CONVERGE_RUNS = 3  # and the refresher's with it: the best run is compared
 
 
 def log(message: str) -> None:
@@ -161,7 +166,7 @@ class SecretCounter:
             )
             self.ready.set()
             async for line in response.content:  # type: ignore[attr-defined]  # raw response (no preload)
-                event = json.loads(line)
+                event = msgspec.json.decode(line)
                 obj = event["object"]
                 version = obj["metadata"]["resourceVersion"]
                 if event["type"] in ("ADDED", "MODIFIED"):
@@ -272,7 +277,26 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warning") -> dict[str, float]:
+async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warning") -> dict[str, Any]:
+    """Converge CONVERGE_RUNS times, each on a fresh control plane (the last one then measures the steady minute
+    and create-to-usable), and the floor FLOOR_RUNS times: the best of each is compared. This machine's pace
+    varies by ~30% from run to run, for the refresher as for the floor."""
+    runs: list[float] = []
+    for k in range(CONVERGE_RUNS):
+        full = k == CONVERGE_RUNS - 1
+        result = await converge(n, steady_s if full else 0, workdir / f"run-{k}", log_level, full)
+        runs.append(result["converge_s"])
+    result.update(converge_s=min(runs), converge_runs=runs)
+    log(f"n={n}: the raw-write floor on a fresh control plane, best of {FLOOR_RUNS} ...")
+    ca_pem = result.pop("ca_pem")
+    floors = [round(await write_floor(n, workdir / f"floor-{run}", ca_pem), 1) for run in range(FLOOR_RUNS)]
+    result.update(floor_s=min(floors), floor_runs=floors, floor_ratio=round(min(runs) / min(floors), 2))
+    log(f"n={n}: {result}")
+    return result
+
+
+async def converge(n: int, steady_s: int, workdir: Path, log_level: str, full: bool) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before the clock runs
     log_file = (workdir / f"refresher-{n}.log").open("wb")
     plane = ControlPlane(workdir / f"plane-{n}", binaries_dir())
     plane.start()
@@ -324,6 +348,9 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                     profiler.wait(30)
                 if os.environ.get("BENCH_RSS_TIMELINE"):
                     log(f"n={n}: refresher RSS over time (s, MB): {rss_timeline}")
+                if not full:
+                    log(f"n={n}: converged in {converge:.1f}s; {fake.mints} mints")
+                    return {"converge_s": round(converge, 1), "ca_pem": tls.ca_pem}
                 log(f"n={n}: converged in {converge:.1f}s; {fake.mints} mints; now a steady {steady_s}s ...")
                 await asyncio.sleep(2)  # let the last watch events land
                 metrics_url = f"http://127.0.0.1:{port}/metrics"
@@ -343,6 +370,7 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 usable = await create_to_usable(api, counter, n)
                 result = {
                     "n": n,
+                    "ca_pem": tls.ca_pem,
                     "converge_s": round(converge, 1),
                     "mints": fake.mints,
                     "min_mints": CREDENTIALS,
@@ -362,16 +390,14 @@ async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warni
                 watch.cancel()
     finally:
         plane.stop()
-    log(f"n={n}: the raw-write floor on a fresh control plane, best of {FLOOR_RUNS} ...")
-    floor = min([await write_floor(n, workdir / f"floor-{run}", tls.ca_pem) for run in range(FLOOR_RUNS)])
-    result.update(floor_s=round(floor, 1), floor_ratio=round(result["converge_s"] / floor, 2))
-    log(f"n={n}: {result}")
     return result
 
 
-async def amain(sizes: list[int], steady_s: int) -> int:
+async def amain(sizes: list[int], steady_s: int, workdir: str | None, log_level: str) -> int:
     with tempfile.TemporaryDirectory(prefix="fp-bench-refresher-") as tmp:
-        results = [await run_size(n, steady_s, Path(tmp)) for n in sizes]
+        where = Path(workdir or tmp)
+        where.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
+        results = [await run_size(n, steady_s, where, log_level) for n in sizes]
     print()
     print(
         f"{'repos':>7} {'converge':>9} {'floor':>7} {'ratio':>6} {'mints':>6} {'min':>5} {'writes':>7} "
@@ -397,8 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--steady-seconds", type=int, default=60)
+    parser.add_argument("--workdir", help="keep the control planes' state and the refresher's log here")
+    parser.add_argument("--log-level", default="warning", help="the refresher's (its log is in the workdir)")
     args = parser.parse_args(argv)
-    return asyncio.run(amain([int(s) for s in args.sizes.split(",")], args.steady_seconds))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    # uvloop: the bench's own watch (TLS in C) takes less of the two cores the refresher and apiserver share
+    return uvloop.run(amain(sizes, args.steady_seconds, args.workdir, args.log_level))
 
 
 if __name__ == "__main__":

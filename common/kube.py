@@ -4,7 +4,6 @@ every caller shares (the apply content type, the request timeout, what a transpo
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -67,7 +66,7 @@ async def read_json(call: Awaitable[Any]) -> dict[str, Any]:
     try:
         body = await response.read()
         raise_for_status(response)
-        return cast(dict[str, Any], json.loads(body))
+        return cast(dict[str, Any], msgspec.json.decode(body))
     finally:
         response.release()
 
