@@ -277,19 +277,26 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def run_size(n: int, steady_s: int, workdir: Path, log_level: str = "warning") -> dict[str, Any]:
+async def run_size(
+    n: int,
+    steady_s: int,
+    workdir: Path,
+    log_level: str = "warning",
+    best_of: tuple[int, int] = (CONVERGE_RUNS, FLOOR_RUNS),
+) -> dict[str, Any]:
     """Converge CONVERGE_RUNS times, each on a fresh control plane (the last one then measures the steady minute
     and create-to-usable), and the floor FLOOR_RUNS times: the best of each is compared. This machine's pace
     varies by ~30% from run to run, for the refresher as for the floor."""
+    converge_runs, floor_runs = best_of
     runs: list[float] = []
-    for k in range(CONVERGE_RUNS):
-        full = k == CONVERGE_RUNS - 1
+    for k in range(converge_runs):
+        full = k == converge_runs - 1
         result = await converge(n, steady_s if full else 0, workdir / f"run-{k}", log_level, full)
         runs.append(result["converge_s"])
     result.update(converge_s=min(runs), converge_runs=runs)
-    log(f"n={n}: the raw-write floor on a fresh control plane, best of {FLOOR_RUNS} ...")
+    log(f"n={n}: the raw-write floor on a fresh control plane, best of {floor_runs} ...")
     ca_pem = result.pop("ca_pem")
-    floors = [round(await write_floor(n, workdir / f"floor-{run}", ca_pem), 1) for run in range(FLOOR_RUNS)]
+    floors = [round(await write_floor(n, workdir / f"floor-{run}", ca_pem), 1) for run in range(floor_runs)]
     result.update(floor_s=min(floors), floor_runs=floors, floor_ratio=round(min(runs) / min(floors), 2))
     log(f"n={n}: {result}")
     return result
@@ -393,11 +400,17 @@ async def converge(n: int, steady_s: int, workdir: Path, log_level: str, full: b
     return result
 
 
-async def amain(sizes: list[int], steady_s: int, workdir: str | None, log_level: str) -> int:
+async def amain(
+    sizes: list[int],
+    steady_s: int,
+    workdir: str | None,
+    log_level: str,
+    runs: tuple[int, int] = (CONVERGE_RUNS, FLOOR_RUNS),
+) -> int:
     with tempfile.TemporaryDirectory(prefix="fp-bench-refresher-") as tmp:
         where = Path(workdir or tmp)
         where.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
-        results = [await run_size(n, steady_s, where, log_level) for n in sizes]
+        results = [await run_size(n, steady_s, where, log_level, runs) for n in sizes]
     print()
     print(
         f"{'repos':>7} {'converge':>9} {'floor':>7} {'ratio':>6} {'mints':>6} {'min':>5} {'writes':>7} "
@@ -423,12 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--steady-seconds", type=int, default=60)
+    parser.add_argument("--converge-runs", type=int, default=CONVERGE_RUNS, help="best of how many")
+    parser.add_argument("--floor-runs", type=int, default=FLOOR_RUNS, help="best of how many")
     parser.add_argument("--workdir", help="keep the control planes' state and the refresher's log here")
     parser.add_argument("--log-level", default="warning", help="the refresher's (its log is in the workdir)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     # uvloop: the bench's own watch (TLS in C) takes less of the two cores the refresher and apiserver share
-    return uvloop.run(amain(sizes, args.steady_seconds, args.workdir, args.log_level))
+    runs = (args.converge_runs, args.floor_runs)
+    return uvloop.run(amain(sizes, args.steady_seconds, args.workdir, args.log_level, runs))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from refresher.sharding import combined
 from refresher.targets import Invalid, Rules, Target, from_gitrepository, from_opted_in_secret
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reference:
     """An unmanaged GitRepository naming a Secret: if that Secret is opted in, its token must cover ``url``."""
 
@@ -34,16 +34,16 @@ class Reference:
     url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OptIn:
     target: Target | Invalid
-    digest: str  # of the username/password it holds
+    digest: bytes  # of the username/password it holds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     owner_uid: str
-    digest: str  # of every field we own
+    digest: bytes  # of every field we own
 
 
 class Index:

@@ -115,24 +115,24 @@ def opt_in_apply(target: Target, token: Token, token_key: str = "") -> dict[str,
     }
 
 
-def digest(body: Mapping[str, Any], data_keys: tuple[str, ...] | None = None) -> str:
+def digest(body: Mapping[str, Any], data_keys: tuple[str, ...] | None = None) -> bytes:
     """A hash of the fields we own in a Secret (desired or observed): data (all, or ``data_keys``), our
-    annotations, type and owner. Two Secrets with the same digest need no write."""
+    annotations, type and owner. Two Secrets with the same digest need no write. 16 bytes: one is kept per
+    output Secret (twice), so its size counts at 10,000 Secrets."""
     metadata = meta(body)
     data = body.get("data") or {}
     keys = sorted(data) if data_keys is None else sorted(k for k in data_keys if k in data)
     ann = metadata.get("annotations") or {}
     owners = [(o.get("uid"), o.get("name")) for o in metadata.get("ownerReferences") or []]
-    h = hashlib.sha256()
-    for part in (
-        *(f"{k}={data[k]}" for k in keys),
-        *(f"{k}={ann.get(k, '')}" for k in OWNED_ANNOTATIONS),
-        str(body.get("type", "")) if data_keys is None else "",
-        repr(owners) if data_keys is None else "",
-    ):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    text = "\0".join(
+        (
+            *(f"{k}={data[k]}" for k in keys),
+            *(f"{k}={ann.get(k, '')}" for k in OWNED_ANNOTATIONS),
+            str(body.get("type", "")) if data_keys is None else "",
+            repr(owners) if data_keys is None else "",
+        )
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 OPT_IN_KEYS = (names.KEY_USERNAME, names.KEY_PASSWORD)

@@ -54,7 +54,7 @@ class Writer:
         self._conflicts: dict[Key, float] = {}  # a foreign Secret in the way -> when to look again
         # What each output should hold, by the (target, token) it was computed for: a pass over 10,000 Secrets
         # whose token did not change compares digests instead of building and hashing 10,000 Secrets.
-        self._wanted: dict[Key, tuple[Target, Token, Credential, str, str]] = {}
+        self._wanted: dict[Key, tuple[Target, Token, Credential, str, bytes]] = {}
 
     async def write_all(
         self, jobs: Iterable[Job], now: float, later: AsyncIterator[Iterable[Job]] | None = None
@@ -161,7 +161,7 @@ class Writer:
         self._reporter.holds(target, token)
         return True
 
-    async def _taken(self, target: Target, token: Token, desired: dict[str, Any], wanted: str, now: float) -> bool:
+    async def _taken(self, target: Target, token: Token, desired: dict[str, Any], wanted: bytes, now: float) -> bool:
         """The name is taken by a Secret our informer does not show: ours for this very GitRepository, written by
         another shard (its label moved it here) or before sharding, is adopted; anyone else's is never touched."""
         try:
