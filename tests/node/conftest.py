@@ -89,6 +89,10 @@ def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
             check=True,
             timeout=timeout_s + 30,
         )
+    wait_certs_job(plane, timeout_s)
+
+
+def wait_certs_job(plane: ControlPlane, timeout_s: int = 120) -> None:
     kubectl(
         plane,
         "wait",
@@ -100,6 +104,19 @@ def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
         check=True,
         timeout=timeout_s + 30,
     )
+
+
+def ca_bundle(plane: ControlPlane) -> str:
+    """The caBundle the certs Job injected into our MutatingWebhookConfiguration."""
+    return kubectl(
+        plane,
+        "get",
+        "mutatingwebhookconfiguration",
+        "flux-passwordless",
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+        check=True,
+    ).stdout
 
 
 def wait_admitting(plane: ControlPlane, timeout_s: float = 60) -> None:

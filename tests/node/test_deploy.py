@@ -19,7 +19,16 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from common import names
-from tests.node.conftest import MANIFESTS, NAMESPACE, Deployed, Node, wait_admitting, wait_rollout
+from tests.node.conftest import (
+    MANIFESTS,
+    NAMESPACE,
+    Deployed,
+    Node,
+    ca_bundle,
+    wait_admitting,
+    wait_certs_job,
+    wait_rollout,
+)
 from tests.support import node as harness
 from tests.support.clouds import GITHUB_ACCOUNT, Clouds
 from tests.support.fluxrepos import apply, get, manifest, ready
@@ -213,39 +222,14 @@ async def test_deleting_the_leading_refresher_hands_over_without_a_lapse(
 async def test_a_new_ca_is_served_without_a_restart(node: Node, node_kube: Kube, tenant: str) -> None:
     plane = node_kube.plane
     before = {p["metadata"]["name"] for p in ready_pods(node_kube, WEBHOOK)}
-    old_bundle = kubectl(
-        plane,
-        "get",
-        "mutatingwebhookconfiguration",
-        "flux-passwordless",
-        "-o",
-        "jsonpath={.webhooks[0].clientConfig.caBundle}",
-        check=True,
-    ).stdout
+    old_bundle = ca_bundle(plane)
     # A new CA: without its Secret the certs Job makes a new authority, issues, and injects the caBundle.
     kubectl(plane, "delete", "secret", "flux-passwordless-webhook-tls", "-n", NAMESPACE, check=True)
     kubectl(plane, "delete", "job", "flux-passwordless-certs", "-n", NAMESPACE, check=True)
     t0 = time.monotonic()
     kubectl(plane, "apply", "-k", str(MANIFESTS), check=True)
-    kubectl(
-        plane,
-        "wait",
-        "--for=condition=complete",
-        "job/flux-passwordless-certs",
-        "-n",
-        NAMESPACE,
-        "--timeout=120s",
-        check=True,
-    )
-    new_bundle = kubectl(
-        plane,
-        "get",
-        "mutatingwebhookconfiguration",
-        "flux-passwordless",
-        "-o",
-        "jsonpath={.webhooks[0].clientConfig.caBundle}",
-        check=True,
-    ).stdout
+    wait_certs_job(plane)
+    new_bundle = ca_bundle(plane)
     assert new_bundle
     assert new_bundle != old_bundle
 
