@@ -87,6 +87,16 @@ def raise_for_status(response: Any) -> None:
         raise ApiException(status=response.status, reason=response.reason)
 
 
+class _WrittenMeta(msgspec.Struct):
+    resourceVersion: str = ""
+
+
+class _Written(msgspec.Struct):
+    """What is read of a write's answer: its resourceVersion (msgspec skips the rest without building it)."""
+
+    metadata: _WrittenMeta = msgspec.field(default_factory=_WrittenMeta)
+
+
 class Writes:
     """POST and PATCH of plain JSON bodies through the generated client's own session, connection pool and
     authentication (its token-refresh hook included), without its per-request machinery: the body is
@@ -116,10 +126,10 @@ class Writes:
         body: dict[str, Any],
         params: dict[str, str],
         content_type: str = "application/json",
-    ) -> None:
+    ) -> str:
         """``method`` the resource at ``path`` (its segments, e.g. ``("api", "v1", "namespaces", ns, "secrets")``,
-        each quoted); ``ApiException`` with the status when the answer is not 2xx, one of ``TRANSPORT_ERRORS``
-        when there is none."""
+        each quoted); the written object's resourceVersion ("" if the answer has none). ``ApiException`` with the
+        status when the answer is not 2xx, one of ``TRANSPORT_ERRORS`` when there is none."""
         url = self._host + "".join("/" + quote(segment, safe="") for segment in path)
         if params:
             url += "?" + urlencode(params)
@@ -129,5 +139,9 @@ class Writes:
         async with session.request(
             method, url, data=msgspec.json.encode(body), headers=headers, timeout=self._timeout, **self._extra
         ) as response:
-            await response.read()  # the connection goes back to the pool only once the answer is read
+            answer = await response.read()  # the connection goes back to the pool only once the answer is read
             raise_for_status(response)
+        try:
+            return msgspec.json.decode(answer, type=_Written).metadata.resourceVersion
+        except msgspec.DecodeError:
+            return ""

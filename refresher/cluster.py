@@ -25,11 +25,13 @@ class Cluster(Protocol):
     async def read_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ServiceAccount, or None when it does not exist."""
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        """Create; ``ApiException(409)`` when a Secret of that name exists."""
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> str:
+        """Create; the new resourceVersion ("" if unknown). ``ApiException(409)`` when a Secret of that name
+        exists."""
 
-    async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        """Server-side apply as field manager ``flux-passwordless``, forcing the fields in ``body``."""
+    async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> str:
+        """Server-side apply as field manager ``flux-passwordless``, forcing the fields in ``body``; the
+        resourceVersion written ("" if unknown)."""
 
 
 class KubeCluster:
@@ -61,18 +63,18 @@ class KubeCluster:
             )
         )
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> str:
         async with self._gate:
-            await self._writes.send(
+            return await self._writes.send(
                 "POST",
                 ("api", "v1", "namespaces", namespace, "secrets"),
                 body,
                 {"fieldManager": names.FIELD_MANAGER},
             )
 
-    async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+    async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> str:
         async with self._gate:
-            await self._writes.send(
+            return await self._writes.send(
                 "PATCH",
                 ("api", "v1", "namespaces", namespace, "secrets", name),
                 body,

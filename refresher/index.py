@@ -44,6 +44,7 @@ class OptIn:
 class Output:
     owner_uid: str
     digest: bytes  # of every field we own
+    resource_version: str = ""  # the version this describes ("": unknown)
 
 
 class Index:
@@ -90,19 +91,33 @@ class Index:
         if kind == "DELETED":
             self.outputs.pop(key, None)
         else:
+            version = str(meta(obj).get("resourceVersion") or "")
+            known = self.outputs.get(key)
+            if version and known is not None and known.resource_version == version:
+                return  # the watch's echo of our own write (or a relist of what we saw): nothing new, no pass
             owners = meta(obj).get("ownerReferences") or [{}]
-            self.outputs[key] = Output(str(owners[0].get("uid", "")), digest(obj))
+            self.outputs[key] = Output(str(owners[0].get("uid", "")), digest(obj), version)
             self._hold(key[0], obj)
         self.wake.set()
+
+    def wrote(self, key: Key, output: Output, token_key: str, token: Token) -> None:
+        """Our write of an output Secret succeeded: what it holds is known without waiting for its watch event
+        (which is then skipped by its resourceVersion: 10,000 writes no longer cost 10,000 digests and passes)."""
+        self.outputs[key] = output
+        if token_key:
+            self.hold(key[0], token_key, token)
 
     def _hold(self, namespace: str, obj: dict[str, Any]) -> None:
         held = held_token(obj)
         if held is not None:
-            # Keyed by the Secret's own namespace: a token key is only ever looked up for its own namespace, so
-            # a tenant can at most confuse its own tokens (and the next renewal replaces them).
-            current = self.held.get((namespace, held[0]))
-            if current is None or held[1].expires_at > current.expires_at:
-                self.held[(namespace, held[0])] = held[1]
+            self.hold(namespace, *held)
+
+    def hold(self, namespace: str, token_key: str, token: Token) -> None:
+        # Keyed by the Secret's own namespace: a token key is only ever looked up for its own namespace, so
+        # a tenant can at most confuse its own tokens (and the next renewal replaces them).
+        current = self.held.get((namespace, token_key))
+        if current is None or token.expires_at > current.expires_at:
+            self.held[(namespace, token_key)] = token
 
     def retain_held(self, keys: set[Key]) -> None:
         for key in [k for k in self.held if k not in keys]:

@@ -147,21 +147,23 @@ class Writer:
                 desired = owned_secret(target, token, credential, self._bearer, token_key)
             try:
                 if current is None:
-                    await self._cluster.create_secret(target.namespace, desired)
+                    version = await self._cluster.create_secret(target.namespace, desired)
                 else:
-                    await self._cluster.apply_secret(target.namespace, target.secret, desired)
+                    version = await self._cluster.apply_secret(target.namespace, target.secret, desired)
             except ApiException as err:
                 if err.status == 409 and current is None:
-                    return await self._taken(target, token, desired, wanted, now)
+                    return await self._taken(target, token, token_key, desired, wanted, now)
                 return self._failed(target, err)
             except TRANSPORT_ERRORS as err:
                 return self._failed(target, err)
             metrics.SECRET_WRITES.labels("created" if current is None else "applied-owned").inc()
-            self._index.outputs[key] = Output(target.uid, wanted)
+            self._index.wrote(key, Output(target.uid, wanted, version), token_key, token)
         self._reporter.holds(target, token)
         return True
 
-    async def _taken(self, target: Target, token: Token, desired: dict[str, Any], wanted: bytes, now: float) -> bool:
+    async def _taken(
+        self, target: Target, token: Token, token_key: str, desired: dict[str, Any], wanted: bytes, now: float
+    ) -> bool:
         """The name is taken by a Secret our informer does not show: ours for this very GitRepository, written by
         another shard (its label moved it here) or before sharding, is adopted; anyone else's is never touched."""
         try:
@@ -175,11 +177,12 @@ class Writer:
             self._conflict(target, now, "exists and is not managed by flux-passwordless")
             return True
         try:
-            await self._cluster.apply_secret(target.namespace, target.secret, desired)
+            version = await self._cluster.apply_secret(target.namespace, target.secret, desired)
         except (ApiException, *TRANSPORT_ERRORS) as err:
             return self._failed(target, err)
         metrics.SECRET_WRITES.labels("applied-owned").inc()
-        self._index.outputs[(target.namespace, target.secret)] = Output(target.uid, wanted)
+        key = (target.namespace, target.secret)
+        self._index.wrote(key, Output(target.uid, wanted, version), token_key, token)
         self._reporter.holds(target, token)
         return True
 

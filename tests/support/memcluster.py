@@ -38,6 +38,12 @@ class MemoryCluster:
     writes: list[tuple[str, Key]] = field(default_factory=list)  # ("create" | "apply", key)
     reads: int = 0
     fail_next: list[BaseException] = field(default_factory=list)  # raised by the next calls, in order
+    version: int = 0  # the last resourceVersion given (every stored change gets the next)
+
+    def _stamp(self, obj: dict[str, Any]) -> str:
+        self.version += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
+        return str(self.version)
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -50,6 +56,7 @@ class MemoryCluster:
             "data": {k: b64(v) for k, v in data.items()},
         }
         self.secrets[(namespace, name)] = obj
+        self._stamp(obj)
         self._notify(obj)
 
     def _notify(self, obj: dict[str, Any]) -> None:
@@ -70,16 +77,18 @@ class MemoryCluster:
         found = self.service_accounts.get((namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> str:
         self._maybe_fail()
         key = (namespace, body["metadata"]["name"])
         if key in self.secrets:
             raise ApiException(status=409, reason="AlreadyExists")
         self.writes.append(("create", key))
         self.secrets[key] = copy.deepcopy(body)
+        version = self._stamp(self.secrets[key])
         self._notify(self.secrets[key])
+        return version
 
-    async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+    async def apply_secret(self, namespace: str, name: str, body: dict[str, Any]) -> str:
         self._maybe_fail()
         key = (namespace, name)
         self.writes.append(("apply", key))
@@ -93,7 +102,9 @@ class MemoryCluster:
                 meta[field_name] = copy.deepcopy(body["metadata"][field_name])
         if "type" in body:
             current["type"] = body["type"]
+        version = self._stamp(current)
         self._notify(current)
+        return version
 
     def replay(self, index: Index) -> None:
         """Feed every stored Secret to ``index``, as a new leader's informers list them."""

@@ -3,6 +3,7 @@ apiserver (tests/support/memcluster.py), a scripted provider for GitHub."""
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -207,6 +208,34 @@ async def test_a_deleted_output_secret_is_written_again_without_a_mint() -> None
     assert len(loop.provider.mints) == 1
 
 
+async def test_our_own_writes_echo_is_skipped_and_a_hand_edit_is_repaired() -> None:
+    """The watch's echo of our write (same resourceVersion as the write's answer) is not digested again and does
+    not wake a pass; an edit by anyone else (a new resourceVersion) is seen and undone, without a mint."""
+    loop = Loop(gitrepo("a"))
+    await loop.step()
+    key = (NS, "a-git-token")
+    written = loop.index.outputs[key]
+    assert written.resource_version == loop.cluster.secrets[key]["metadata"]["resourceVersion"]
+    loop.index.wake.clear()
+    echo = copy.deepcopy(loop.cluster.secrets[key])
+    echo["data"]["password"] = "bm90LXdoYXQtd2Ugd3JvdGU="  # a lie under our version: proves it is not read
+    loop.index.on_output("MODIFIED", echo)
+    assert loop.index.outputs[key] is written
+    assert not loop.index.wake.is_set()
+    loop.cluster.put_secret(  # a hand edit: stored under a new version, as the apiserver would
+        NS,
+        "a-git-token",
+        {"password": b"hand-edited"},
+        labels={names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE},
+        ownerReferences=loop.cluster.secrets[key]["metadata"]["ownerReferences"],
+    )
+    assert loop.index.wake.is_set()
+    assert loop.index.outputs[key].digest != written.digest
+    await loop.step(1)
+    assert loop.password("a") == "token-1"
+    assert len(loop.provider.mints) == 1
+
+
 async def test_a_foreign_secret_in_the_way_is_reported_not_overwritten() -> None:
     loop = Loop(gitrepo("a"))
     loop.cluster.put_secret(NS, "a-git-token", {"password": b"someone-elses"})
@@ -262,7 +291,7 @@ async def test_a_failed_write_is_retried_on_the_next_pass(error: BaseException) 
     loop = Loop(gitrepo("a"))
     original = loop.cluster.create_secret
 
-    async def fail_once(namespace: str, body: dict[str, Any]) -> None:
+    async def fail_once(namespace: str, body: dict[str, Any]) -> str:
         loop.cluster.create_secret = original  # type: ignore[method-assign]
         raise error
 
