@@ -1,6 +1,6 @@
 """common.kube.Writes, the refresher's Secret write path, against a real apiserver: create, server-side apply
-under our field manager, the resourceVersion written, the apiserver's errors as ApiException with their status, and the client's
-authentication (its token-refresh hook included) on every request."""
+under our field manager, the resourceVersion written, the apiserver's errors as ApiException with their status,
+and the client's authentication (its token-refresh hook included) on every request."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ async def test_create_then_apply_as_our_field_manager(kube: Kube, namespace: str
         "PATCH", (*path, "s"), secret("s", "two"), {"fieldManager": names.FIELD_MANAGER, "force": "true"}, APPLY
     )
     stored = await read(kube, namespace, "s")
-    assert created and applied != created
+    assert created
+    assert applied != created
     assert applied == stored.metadata.resource_version  # what the watch's event of this write will carry
     assert base64.b64decode(stored.data["password"]) == b"two"
     assert {m.manager for m in stored.metadata.managed_fields} == {names.FIELD_MANAGER}
