@@ -18,7 +18,6 @@ buffers: the cap is what bounds memory):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -41,7 +40,7 @@ class BoundedServer(web.Server):
         super().__init__(handler, keepalive_timeout=idle_timeout_s, **kwargs)
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
-        self.handshaking: dict[_Pending, _Pending] = {}  # accepted, in the TLS handshake; oldest first
+        self.handshaking: dict[_Pending, None] = {}  # accepted, in the TLS handshake (an ordered set: oldest first)
         self.busy: set[RequestHandler] = set()  # connections with a request in flight
         self._served: set[RequestHandler] = set()  # connections that got a first request
         self.shed = 0  # connections closed to make room
@@ -52,7 +51,8 @@ class BoundedServer(web.Server):
             return True
         if len(self.handshaking) * 2 >= self.max_connections:
             victim = next(iter(self.handshaking))
-            self.handshaking.pop(victim).abort()
+            del self.handshaking[victim]
+            victim.abort()
             self.shed += 1
             return True
         for old in self._connections:  # oldest first
@@ -124,7 +124,7 @@ class Listener:
             return
         conn.setblocking(False)
         pending = _Pending(conn)
-        self._server.handshaking[pending] = pending
+        self._server.handshaking[pending] = None
         pending.task = asyncio.get_running_loop().create_task(self._handshake(pending))
 
     async def _handshake(self, pending: _Pending) -> None:
@@ -150,10 +150,6 @@ class Listener:
         for pending in list(self._server.handshaking):
             pending.abort()
         self._server.handshaking.clear()
-
-    async def wait_closed(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 class _Pending:

@@ -13,6 +13,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import random
@@ -61,6 +62,7 @@ _PORT_RANGE = (20000, 32767)
 _handed_out: set[int] = set()
 
 
+@functools.cache
 def _ephemeral_range() -> tuple[int, int]:
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
@@ -71,10 +73,11 @@ def _ephemeral_range() -> tuple[int, int]:
 
 def free_port() -> int:
     low, high = _ephemeral_range()
-    candidates = [p for p in range(*_PORT_RANGE) if not low <= p <= high and p not in _handed_out]
     rng = random.SystemRandom()
     for _ in range(200):
-        port = rng.choice(candidates)
+        port = rng.randrange(*_PORT_RANGE)
+        if low <= port <= high or port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
