@@ -9,9 +9,9 @@ import logging
 import aiohttp
 from aiohttp import web
 from kubernetes_asyncio import client
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common import names
+from common import httpserver, names
+from common.connections import STATUS_LIMITS
 from common.kube import api_client, read_json
 from common.process import run_until_signalled
 from refresher.cluster import KubeCluster
@@ -122,27 +122,25 @@ class Refresher:
             return True  # a standby is ready to take over
         return self.controller is not None and self.controller.synced
 
-    def health_app(self) -> web.Application:
-        app = web.Application()
+    def status_routes(self) -> httpserver.Routes:
+        """/healthz, /livez, /readyz and /metrics, for ``common.httpserver.start``."""
 
-        async def healthz(_: web.Request) -> web.Response:
+        async def healthz(_: web.BaseRequest) -> web.Response:
             if self.ended is not None:
-                return web.Response(status=503, text=f"refresher loop ended ({self.ended})\n")
-            return web.Response(text="ok\n")
+                return httpserver.text(f"refresher loop ended ({self.ended})\n", 503)
+            return httpserver.text("ok\n")
 
-        async def readyz(_: web.Request) -> web.Response:
+        async def readyz(_: web.BaseRequest) -> web.Response:
             if self.ready:
-                return web.Response(text="ok\n")
-            return web.Response(status=503, text="caches not synced\n")
+                return httpserver.text("ok\n")
+            return httpserver.text("caches not synced\n", 503)
 
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/livez", healthz)
-        app.router.add_get("/readyz", readyz)
-        app.router.add_get("/metrics", metrics)
-        return app
+        return {
+            ("GET", "/healthz"): healthz,
+            ("GET", "/livez"): healthz,
+            ("GET", "/readyz"): readyz,
+            ("GET", "/metrics"): httpserver.metrics,
+        }
 
 
 async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
@@ -150,9 +148,7 @@ async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
     api = await api_client(config.kubeconfig, config.write_concurrency + 3 * max(len(config.namespaces), 1) + 8)
     async with api, aiohttp.ClientSession() as session:
         refresher = Refresher(config, api, session)
-        runner = web.AppRunner(refresher.health_app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, config.listen[0], config.listen[1]).start()
+        status = await httpserver.start(refresher.status_routes(), *config.listen, STATUS_LIMITS)
         log.info("refresher started", extra={"identity": config.identity, "leader_elect": config.leader_elect})
         task = refresher.start()
         try:
@@ -162,7 +158,7 @@ async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
             task.cancel()  # releases the lease on the way out
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await runner.cleanup()
+            await status.close()
             await refresher.aclose()
 
 

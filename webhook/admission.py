@@ -100,7 +100,7 @@ def _path_deeper_than(obj: Any, limit: int) -> str:
     return "$.request.object"
 
 
-def decode(body: bytes, accepts: Schema) -> Review[Any]:
+def decode(body: bytes | bytearray, accepts: Schema) -> Review[Any]:
     """The review, checked: it has a request with a uid, a kind this endpoint takes, and an object to review."""
     try:
         review = accepts.decoder.decode(body)

@@ -14,6 +14,7 @@ from common.gitrepository import PolicyConfig
 from webhook.injectors import Mode, PodConfig
 
 MODES: tuple[Mode, ...] = ("label", "full")
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class WebhookConfig:
     kubeconfig: str | None
     serviceaccounts_file: Path | None
     max_body_bytes: int
+    body_budget_bytes: int
+    max_header_bytes: int
     max_connections: int
     metrics_listen: tuple[str, int] | None  # plain HTTP, /metrics only; None: off
     secret_warnings: bool
@@ -98,7 +101,25 @@ def parser() -> argparse.ArgumentParser:
         default=env("serviceaccounts-file", "") or None,
         help='JSON {"ns/name": {annotation: value}} instead of watching the cluster (local runs, benchmarks)',
     )
-    p.add_argument("--max-body-bytes", type=int, default=int(env("max-body-bytes", str(3 * 1024 * 1024))))
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(env("max-body-bytes", str(3 * MIB))),
+        help="larger request bodies are refused (413) before they are read",
+    )
+    p.add_argument(
+        "--body-budget-bytes",
+        type=int,
+        default=int(env("body-budget-bytes", str(48 * MIB))),
+        help="request bodies held at once across all connections (each reserves its Content-Length until "
+        "answered); past it a body waits, unread, up to --header-timeout, then gets 503",
+    )
+    p.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=int(env("max-header-bytes", str(32 * 1024))),
+        help="a request head larger than this gets 431 and its connection is closed",
+    )
     p.add_argument(
         "--max-connections",
         type=int,
@@ -142,6 +163,13 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         p.error("--cert-reload-interval must be positive")
     if a.max_body_bytes < 64 * 1024:
         p.error("--max-body-bytes must be at least 65536 (pods are large)")
+    if a.body_budget_bytes < a.max_body_bytes:
+        p.error(
+            f'--body-budget-bytes: Invalid value: "{a.body_budget_bytes}": at least --max-body-bytes '
+            f"({a.max_body_bytes}), or the largest review could never be read"
+        )
+    if not 4096 <= a.max_header_bytes <= MIB:
+        p.error(f'--max-header-bytes: Invalid value: "{a.max_header_bytes}": between 4096 and 1048576')
     if a.max_connections < 8:
         p.error(f'--max-connections: Invalid value: "{a.max_connections}": at least 8')
     if a.header_timeout <= 0 or a.idle_timeout <= 0:
@@ -167,6 +195,8 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
         kubeconfig=a.kubeconfig,
         serviceaccounts_file=Path(a.serviceaccounts_file) if a.serviceaccounts_file else None,
         max_body_bytes=a.max_body_bytes,
+        body_budget_bytes=a.body_budget_bytes,
+        max_header_bytes=a.max_header_bytes,
         max_connections=a.max_connections,
         metrics_listen=metrics,
         secret_warnings=a.secret_warnings,

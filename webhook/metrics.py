@@ -25,6 +25,11 @@ class AdmissionMetrics(Collector):
         self.requests: dict[tuple[str, str, str], int] = {}
         self._buckets: dict[str, list[int]] = {}  # per kind: counts per bucket, last one is +Inf
         self._sums: dict[str, float] = {}
+        self.refusals: dict[tuple[str, str], int] = {}
+
+    def refused(self, kind: str, why: str) -> None:
+        """A body refused before it was decoded (``why``: ``common.bodies.Refusal.why``, a closed set)."""
+        self.refusals[kind, why] = self.refusals.get((kind, why), 0) + 1
 
     def record(self, kind: str, operation: str, result: str, seconds: float | None) -> None:
         """``kind`` and ``result`` are our own constants; ``operation`` is folded into ``OPERATIONS`` or "other"."""
@@ -49,6 +54,15 @@ class AdmissionMetrics(Collector):
         for (kind, operation, result), value in sorted(self.requests.items()):
             requests.add_metric([kind, operation, result], value)
         yield requests
+        refusals = CounterMetricFamily(
+            "flux_passwordless_webhook_bodies_refused",
+            "Request bodies refused before they were read or decoded, by kind and why "
+            "(encoding, too-large, busy, timeout, incomplete).",
+            labels=["kind", "why"],
+        )
+        for (kind, why), value in sorted(self.refusals.items()):
+            refusals.add_metric([kind, why], value)
+        yield refusals
         latency = HistogramMetricFamily(
             "flux_passwordless_webhook_request_duration_seconds",
             "Time to answer an admission request, by kind.",

@@ -1,9 +1,6 @@
 """The HTTPS server: routes, metrics, health, and the process lifecycle. It only decodes, calls the review
-functions and encodes; decisions live in ``webhook.reviews`` and the pure modules it calls.
-
-It runs on aiohttp's low-level ``web.Server`` with a route table of its own rather than on ``web.Application``:
-the apiserver calls six fixed paths, and the Application's router, request subclass and signals cost about a
-quarter of the bare per-request budget (measured in ``bench/webhook.py``; see the README's figures).
+functions and encodes; decisions live in ``webhook.reviews`` and the pure modules it calls. Connections, request
+heads and bodies are bounded by ``common.connections`` and ``common.bodies``; routing is ``common.httpserver``'s.
 """
 
 from __future__ import annotations
@@ -13,24 +10,21 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
 from kubernetes_asyncio import client
-from multidict import CIMultiDict, CIMultiDictProxy
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from common import httpserver
+from common.bodies import Bodies, Refusal
+from common.connections import STATUS_LIMITS, Handler, Limits
+from common.httpserver import JSON_HEADERS, text
 from common.kube import api_client
 from common.process import run_until_signalled
 from webhook import admission
 from webhook.config import WebhookConfig
-from webhook.connections import BoundedServer, listen
 from webhook.lookups import SecretKeyLookup, ServiceAccountCache, ServiceAccounts, StaticServiceAccounts
 from webhook.metrics import METRICS
 from webhook.reviews import GITREPOSITORY_REVIEWS, POD_REVIEWS, Outcome, review_gitrepository, review_pod
@@ -52,43 +46,31 @@ class Deps:
 
 
 Decide = Callable[[admission.Review[Any]], Awaitable[Outcome]]
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
-# Ready-made header maps: Response copies them as they are, where content_type=... would be parsed each time.
-JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
-TEXT_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "text/plain; charset=utf-8"}))
 
 
-def _text(text: str, status: int = 200, headers: Mapping[str, str] = TEXT_HEADERS) -> web.Response:
-    return web.Response(status=status, body=text.encode(), headers=headers)
-
-
-def _endpoint(kind: str, accepts: admission.Schema, decide: Decide, body_timeout_s: float) -> Handler:
+def _endpoint(kind: str, accepts: admission.Schema, decide: Decide, bodies: Bodies) -> Handler:
     record = METRICS.record
     clock = time.perf_counter
 
     async def handle(request: web.BaseRequest) -> web.Response:
         started = clock()
-        if request.content.is_eof():  # the whole body came with the headers (the apiserver's case): no timer
-            body = await request.read()
-        else:
-            try:
-                async with asyncio.timeout(body_timeout_s):
-                    body = await request.read()
-            except TimeoutError:
-                record(kind, "unknown", "malformed", None)
-                return _text(f"request body not received within {body_timeout_s:g}s\n", 408)
+        body = await bodies.receive(request)
+        if isinstance(body, Refusal):
+            METRICS.refused(kind, body.why)
+            return body.response()
         try:
-            review = admission.decode(body, accepts)
+            review = admission.decode(body.data, accepts)
             outcome = await decide(review)
         except admission.BadReview as err:
             record(kind, "unknown", "malformed", None)
-            return _text(f"malformed AdmissionReview: {err}\n", 400)
+            return text(f"malformed AdmissionReview: {err}\n", 400)
         except (TypeError, AttributeError, KeyError, ValueError) as err:
             # A structurally valid review whose object has the wrong shape (e.g. "annotations": 5).
             log.warning("malformed object in review", extra={"endpoint": kind, "error": type(err).__name__})
             record(kind, "unknown", "malformed", None)
-            return _text(f"malformed object in AdmissionReview: {type(err).__name__}\n", 400)
+            return text(f"malformed object in AdmissionReview: {type(err).__name__}\n", 400)
+        finally:
+            bodies.release(body)  # the body, its decoded review and the answer are within the budget until here
         assert review.request is not None  # admission.decode guarantees it
         record(kind, review.request.operation, outcome.result, clock() - started)
         return web.Response(body=outcome.body, headers=JSON_HEADERS)
@@ -108,27 +90,26 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
         if not deps.accounts.synced:
             problems.append("serviceaccount cache not synced")
         if problems:
-            return _text("; ".join(problems) + "\n", 503)
-        return _text("ok\n")
+            return text("; ".join(problems) + "\n", 503)
+        return text("ok\n")
 
     async def livez(_: web.BaseRequest) -> web.Response:
         ended = [task.get_name() for task in deps.core_tasks if task.done()]
         if ended:
-            return _text(f"background work ended: {', '.join(ended)}\n", 503)
-        return _text("ok\n")
+            return text(f"background work ended: {', '.join(ended)}\n", 503)
+        return text("ok\n")
 
+    config = deps.config
+    bodies = Bodies(config.max_body_bytes, config.body_budget_bytes, config.header_timeout_s)
     return {
         ("POST", "/mutate/gitrepository"): _endpoint(
             "GitRepository",
             GITREPOSITORY_REVIEWS,
-            functools.partial(review_gitrepository, config=deps.config, secrets=deps.secrets),
-            deps.config.header_timeout_s,
+            functools.partial(review_gitrepository, config=config, secrets=deps.secrets),
+            bodies,
         ),
         ("POST", "/mutate/pod"): _endpoint(
-            "Pod",
-            POD_REVIEWS,
-            functools.partial(review_pod, config=deps.config, accounts=deps.accounts),
-            deps.config.header_timeout_s,
+            "Pod", POD_REVIEWS, functools.partial(review_pod, config=config, accounts=deps.accounts), bodies
         ),
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): healthz,
@@ -136,72 +117,13 @@ def routes(deps: Deps) -> dict[tuple[str, str], Handler]:
     }
 
 
-def make_server(deps: Deps) -> BoundedServer:
-    """The low-level aiohttp server: exact-path dispatch, 404 for unknown paths, 405 for a wrong method; its
-    connections bounded in time and number (``webhook.connections``)."""
-    table = routes(deps)
-    allowed: dict[str, list[str]] = {}
-    for method, path in table:
-        allowed.setdefault(path, []).append(method)
-    config = deps.config
-    max_body = config.max_body_bytes
-    server: BoundedServer
-
-    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
-        # The raw path, not request.path: the apiserver adds "?timeout=5s", and building a URL object to drop it
-        # costs more than the whole route lookup. Paths are compared exactly, as the apiserver sends them.
-        path = request.raw_path.partition("?")[0]
-        handler = table.get((request.method, path))
-        if handler is not None:
-            protocol = request.protocol
-            server.started(protocol)
-            try:
-                return await handler(request)
-            finally:
-                server.finished(protocol)
-        if path in allowed:
-            methods = ", ".join(sorted(allowed[path]))
-            return _text(
-                f"method {request.method} not allowed; use {methods}\n", 405, {**TEXT_HEADERS, "Allow": methods}
-            )
-        return _text(f"no such path: {path}\n", 404)
-
-    loop = asyncio.get_running_loop()
-
-    def request_factory(
-        message: RawRequestMessage,
-        payload: StreamReader,
-        protocol: RequestHandler,
-        writer: AbstractStreamWriter,
-        task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        # The body cap: BaseRequest.read() answers 413 past it, before any JSON is parsed.
-        return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body)
-
-    server = BoundedServer(
-        dispatch,
-        request_factory=request_factory,
-        access_log=None,
+def limits(config: WebhookConfig) -> Limits:
+    return Limits(
         max_connections=config.max_connections,
         header_timeout_s=config.header_timeout_s,
         idle_timeout_s=config.idle_timeout_s,
+        max_header_bytes=config.max_header_bytes,
     )
-    return server
-
-
-async def metrics_server(address: tuple[str, int]) -> web.AppRunner:
-    """/metrics over plain HTTP on its own port, so a NetworkPolicy can open it to monitoring alone while the
-    admission port stays open to the apiserver."""
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, *address).start()
-    return runner
 
 
 async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
@@ -219,11 +141,12 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
         accounts = cache
     secrets = SecretKeyLookup(api if config.secret_warnings else None, config.secret_lookup_timeout)
     deps = Deps(config, accounts, secrets, tls, tasks)
-    server = make_server(deps)
-    runner = web.ServerRunner(server, handle_signals=False)
-    await runner.setup()
-    listener = await listen(server, config.host, config.port, tls.context)
-    metrics = await metrics_server(config.metrics_listen) if config.metrics_listen else None
+    admission_port = await httpserver.start(routes(deps), config.host, config.port, limits(config), tls.context)
+    metrics = (
+        await httpserver.start({("GET", "/metrics"): httpserver.metrics}, *config.metrics_listen, STATUS_LIMITS)
+        if config.metrics_listen
+        else None
+    )
     log.info("webhook serving", extra={"host": config.host, "port": config.port})
     try:
         await stop.wait()
@@ -235,10 +158,9 @@ async def serve(config: WebhookConfig, stop: asyncio.Event) -> None:
         await asyncio.sleep(config.shutdown_delay_s)
     finally:
         log.info("webhook stopping")
-        listener.close()  # no new connections; those open finish their request (runner.cleanup)
-        await runner.cleanup()
+        await admission_port.close()  # no new connections; those open finish their request
         if metrics is not None:
-            await metrics.cleanup()
+            await metrics.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from kubernetes_asyncio import client
 
-from common import names
+from common import httpserver, names
+from common.connections import STATUS_LIMITS
 from tests.e2e.conftest import RefresherFactory
 from tests.support.clouds import Clouds
 from tests.support.controlplane import free_port
@@ -348,10 +348,8 @@ async def test_no_token_in_logs_or_events(
     caplog.set_level(logging.DEBUG)
     await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
     async with refresher() as instance:
-        runner = web.AppRunner(instance.health_app())
-        await runner.setup()
         port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        status = await httpserver.start(instance.status_routes(), "127.0.0.1", port, STATUS_LIMITS)
         await create_gitrepository(kube, namespace, "app", "github", clouds.repo_url("acme/app"), "github-app")
         secret = await filled(kube, namespace, "app-git-token")
         clouds.github.fail_next(401)
@@ -363,7 +361,7 @@ async def test_no_token_in_logs_or_events(
                     assert resp.status == 200, path
             async with http.get("/metrics") as resp:
                 metrics_text = await resp.text()
-        await runner.cleanup()
+        await status.close()
     assert 'flux_passwordless_mints_total{provider="github",result="ok"}' in metrics_text
     assert 'flux_passwordless_mints_total{provider="github",result="Unauthorized"}' in metrics_text
     assert f'flux_passwordless_token_expiry_timestamp_seconds{{namespace="{namespace}",secret="app-git-token"}}' in (

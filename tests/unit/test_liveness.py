@@ -11,6 +11,8 @@ import aiohttp
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from common import httpserver
+from common.connections import STATUS_LIMITS
 from refresher import app as refresher_app
 from refresher.config import from_args as refresher_args
 from tests.support.controlplane import free_port
@@ -48,10 +50,8 @@ async def test_the_refresher_fails_livez_when_its_loop_ends() -> None:
     async with client.ApiClient(client.Configuration(host="http://127.0.0.1:9")) as api, aiohttp.ClientSession() as s:
         refresher = refresher_app.Refresher(config, api, s)
         refresher.run = crash  # type: ignore[method-assign]
-        runner = web.AppRunner(refresher.health_app())
-        await runner.setup()
         port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        status = await httpserver.start(refresher.status_routes(), "127.0.0.1", port, STATUS_LIMITS)
         try:
             async with s.get(f"http://127.0.0.1:{port}/livez") as resp:
                 assert resp.status == 200
@@ -61,4 +61,4 @@ async def test_the_refresher_fails_livez_when_its_loop_ends() -> None:
                 assert resp.status == 503
                 assert await resp.text() == "refresher loop ended (ConnectionResetError)\n"
         finally:
-            await runner.cleanup()
+            await status.close()
