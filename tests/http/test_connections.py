@@ -10,21 +10,16 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from certs.files import CA_CERT, TLS_CERT, TLS_KEY, ensure_files
-from tests.support.controlplane import free_port
 from tests.support.reviews import gitrepository_review
-from tests.support.webhook import RunningWebhook, post, running_webhook
+from tests.support.webhook import RunningWebhook, post, running_webhook, webhook_process
 
 CONTAINER_LIMIT_MB = 256  # manifests/base/webhook-deployment.yaml
 REVIEW = gitrepository_review({"url": "https://github.com/acme/app", "provider": "github", "secretRef": {"name": "a"}})
@@ -38,40 +33,6 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
             while await reader.read(1024):
                 pass
     return time.monotonic() - started
-
-
-@contextlib.contextmanager
-def webhook_process(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int, ssl.SSLContext]]:
-    """The webhook as users run it (``python -m webhook``: uvloop, default limits), listening; its process, port
-    and a client TLS context that trusts it."""
-    cert_dir = tmp_path / "tls"
-    ensure_files(cert_dir, ["localhost"], ["127.0.0.1"])
-    (tmp_path / "sa.json").write_text("{}")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "webhook",
-            f"--listen=127.0.0.1:{port}",
-            f"--tls-cert-file={cert_dir / TLS_CERT}",
-            f"--tls-key-file={cert_dir / TLS_KEY}",
-            f"--serviceaccounts-file={tmp_path / 'sa.json'}",
-            "--log-level=warning",
-            "--metrics-listen=",
-            "--shutdown-delay=0",
-            *extra,
-        ]
-    )
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.05)
-        yield proc, port, ssl.create_default_context(cafile=str(cert_dir / CA_CERT))
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

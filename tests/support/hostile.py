@@ -47,16 +47,18 @@ Pattern = Callable[[Target], Coroutine[Any, Any, Counter[str]]]
 
 
 async def _exchange(target: Target, send: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> str:
-    """Open a connection, let ``send`` write to it, read the status line: "413", "200"..., or what went wrong
-    ("closed": the server closed it before answering; "reset" and "timeout")."""
+    """Open a connection, let ``send`` write to it while the answer is read, as Go's HTTP client does (a server
+    may answer before the request is all sent): the status ("413", "200"...), or what went wrong ("closed": the
+    server closed it before answering; "reset" and "timeout")."""
     try:
         async with asyncio.timeout(30):
             reader, writer = await asyncio.open_connection(target.host, target.port, ssl=target.context)
+            sending = asyncio.create_task(_quietly(send(writer)))
             try:
-                with contextlib.suppress(ConnectionError, ssl.SSLError):
-                    await send(writer)  # the server may answer and close before all of it is sent
                 line = await reader.readline()
             finally:
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
                 writer.transport.abort()
     except TimeoutError:
         return "timeout"
@@ -64,6 +66,11 @@ async def _exchange(target: Target, send: Callable[[asyncio.StreamWriter], Await
         return "reset"
     parts = line.split()
     return parts[1].decode() if len(parts) > 1 else "closed"
+
+
+async def _quietly(sending: Awaitable[None]) -> None:
+    with contextlib.suppress(ConnectionError, ssl.SSLError):  # the server may answer and close before the end
+        await sending
 
 
 def client_context(ca_file: Path) -> ssl.SSLContext:

@@ -1,4 +1,5 @@
-"""Run the real webhook server in-process on a loopback port, for the HTTP and e2e tests."""
+"""Run the real webhook server on a loopback port, in-process or as the process users run, for the HTTP and e2e
+tests."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import asyncio
 import contextlib
 import io
 import json
+import socket
 import ssl
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,3 +101,37 @@ async def post(http: aiohttp.ClientSession, path: str, body: Any) -> tuple[int, 
     async with http.post(path, data=data, headers={"Content-Type": "application/json"}) as resp:
         text = await resp.text()
         return resp.status, (json.loads(text) if resp.content_type == "application/json" else text)
+
+
+@contextlib.contextmanager
+def webhook_process(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int, ssl.SSLContext]]:
+    """The webhook as users run it (``python -m webhook``: uvloop, default limits), listening; its process, port
+    and a client TLS context that trusts it."""
+    cert_dir = tmp_path / "tls"
+    ensure_files(cert_dir, ["localhost"], ["127.0.0.1"])
+    (tmp_path / "sa.json").write_text("{}")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            f"--listen=127.0.0.1:{port}",
+            f"--tls-cert-file={cert_dir / TLS_CERT}",
+            f"--tls-key-file={cert_dir / TLS_KEY}",
+            f"--serviceaccounts-file={tmp_path / 'sa.json'}",
+            "--log-level=warning",
+            "--metrics-listen=",
+            "--shutdown-delay=0",
+            *extra,
+        ]
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        yield proc, port, ssl.create_default_context(cafile=str(cert_dir / CA_CERT))
+    finally:
+        proc.terminate()
+        proc.wait(10)
