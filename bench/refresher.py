@@ -322,7 +322,14 @@ async def converge(n: int, steady_s: int, workdir: Path, log_level: str, full: b
             await counter.ready.wait()
             port = free_port()
             env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
-            argv = [sys.executable, "-m", "refresher", f"--listen=127.0.0.1:{port}", f"--log-level={log_level}"]
+            argv = [
+                sys.executable,
+                "-m",
+                "refresher",
+                f"--listen=127.0.0.1:{port}",
+                f"--github-api-urls={fake.url}",
+                f"--log-level={log_level}",
+            ]
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
                 argv,
                 env=env,

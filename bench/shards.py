@@ -68,6 +68,7 @@ async def run(n: int, credentials: int, shards: int, steady_s: int, workdir: Pat
                     "-m",
                     "refresher",
                     f"--listen=127.0.0.1:{port}",
+                    f"--github-api-urls={fake.url}",
                     "--log-level=warning",
                     f"--watch-label-selector={selector(index)}",
                 ]

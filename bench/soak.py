@@ -453,6 +453,7 @@ async def soak(
                         f"--listen=127.0.0.1:{free_port()}",
                         "--credentials-resync=5",
                         f"--gcp-token-urls={google.url}/token",
+                        f"--github-api-urls={github.url}",
                         "--log-level=info",
                     ],
                     env,

@@ -55,7 +55,7 @@ class Refresher:
         self.config = config
         self.api = api
         self.providers: dict[str, Provider] = {
-            names.PROVIDER_GITHUB: GitHubProvider(session),
+            names.PROVIDER_GITHUB: GitHubProvider(session, api_urls=config.github_api_urls),
             names.PROVIDER_GCP: GcpProvider(token_urls=config.gcp_token_urls, sts_url=config.gcp_sts_url),
             names.PROVIDER_AZURE: AzureProvider(
                 token_requester(api),

@@ -11,6 +11,7 @@ from common import names
 from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
 from refresher import sharding
+from refresher.credentials import GITHUB_DEFAULT_API, github_api_base
 from refresher.providers.gcp import GOOGLE_STS_URL, GOOGLE_TOKEN_URL
 from refresher.targets import Rules, parse_permissions
 
@@ -23,6 +24,7 @@ class RefresherConfig:
     github_token_scope: str  # "repositories" or "installation"
     gcp_scopes: tuple[str, ...]
     gcp_token_urls: tuple[str, ...]
+    github_api_urls: tuple[str, ...]
     gcp_sts_url: str
     azure_auth: str  # "basic" or "bearer"
     azure_username: str
@@ -69,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gcp-scopes", default=env("gcp-scopes", names.GCP_DEFAULT_SCOPE))
     p.add_argument(
+        "--github-api-urls",
+        default=env("github-api-urls", GITHUB_DEFAULT_API),
+        help="GitHub API bases a credentials Secret may name in githubAppBaseURL (comma-separated; a GitHub "
+        "Enterprise Server as https://HOST, read as https://HOST/api/v3); anything else is refused",
+    )
+    p.add_argument(
         "--gcp-token-urls",
         default=env("gcp-token-urls", GOOGLE_TOKEN_URL),
         help="token endpoints a service-account key's token_uri may name",
@@ -113,6 +121,9 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         p.error("--mint-concurrency and --write-concurrency must be at least 1")
     if a.credentials_resync <= 0:
         p.error("--credentials-resync must be positive")
+    github_api_urls = tuple(github_api_base(url) for url in csv(a.github_api_urls))
+    if not github_api_urls or not all(url.startswith("https://") for url in github_api_urls):
+        p.error(f'--github-api-urls: Invalid value: "{a.github_api_urls}": one or more https:// URLs')
     identity = frozenset(csv(a.identity_namespaces)) or frozenset({a.namespace, names.FLUX_NAMESPACE})
     try:
         shard_keys = sharding.selector_keys(a.watch_label_selector)
@@ -126,6 +137,7 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         github_token_scope=a.github_token_scope,
         gcp_scopes=csv(a.gcp_scopes),
         gcp_token_urls=csv(a.gcp_token_urls),
+        github_api_urls=github_api_urls,
         gcp_sts_url=a.gcp_sts_url,
         azure_auth=a.azure_auth,
         azure_username=a.azure_username,

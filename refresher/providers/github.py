@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from common import names
 from common.times import parse_rfc3339
-from refresher.credentials import GitHubApp
+from refresher.credentials import GITHUB_DEFAULT_API, GitHubApp
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
 from refresher.providers import Token
@@ -57,8 +57,13 @@ class GitHubProvider:
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
         timeout_s: float = 15.0,
+        api_urls: tuple[str, ...] = (GITHUB_DEFAULT_API,),
     ) -> None:
         self._session = session
+        # The only API bases a credentials Secret may name (--github-api-urls): a tenant's Secret could otherwise
+        # aim the refresher, with its network position and the App's JWT, at any HTTPS service it can name, and
+        # read that service's answer back in its Events.
+        self._api_urls = frozenset(api_urls)
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._installations: dict[tuple[str, str, str], str] = {}  # (fingerprint, kind, value) -> id
@@ -92,6 +97,12 @@ class GitHubProvider:
         credential = request.credential
         assert isinstance(credential, GitHubApp)
         app_jwt = self.app_jwt(credential)
+        if credential.api_base not in self._api_urls:
+            raise PermanentError(
+                f"{names.KEY_GITHUB_BASE_URL[0]} {credential.api_base} is not a GitHub API this refresher may call "
+                f"(--github-api-urls: {', '.join(sorted(self._api_urls))}): ask the cluster admin to allow it",
+                "ApiNotAllowed",
+            )
         installation = await self._installation_id(credential, request.installation, app_jwt)
         body: dict[str, Any] = {"permissions": dict(request.permissions)}
         if request.repositories is not None:

@@ -10,6 +10,8 @@ its distroless base), reading the cluster through the admin kubeconfig.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -74,6 +76,7 @@ async def node_clouds(node: Node, tmp_path_factory: pytest.TempPathFactory) -> A
 class Deployed:
     apply_to_ready_s: float  # every pod Ready, the certs Job complete
     apply_to_admitting_s: float  # and the apiserver reaching the webhook through its Service
+    install: Path  # the kustomization applied
 
 
 def wait_rollout(plane: ControlPlane, timeout_s: int = 120) -> None:
@@ -146,16 +149,43 @@ def wait_admitting(plane: ControlPlane, timeout_s: float = 60) -> None:
         time.sleep(0.2)
 
 
+REFRESHER = "flux-passwordless-refresher"
+
+
+def github_api_env(clouds: Clouds) -> dict[str, str]:
+    """The GitHub stand-in is a GitHub Enterprise Server to the refresher: an admin allows its API base."""
+    return {"name": "FLUX_PASSWORDLESS_GITHUB_API_URLS", "value": clouds.github.url}
+
+
+def default_install(tmp: Path, clouds: Clouds) -> Path:
+    """The shipped manifests as the README installs them, with the one setting an admin of a GitHub Enterprise
+    Server adds (the refresher's --github-api-urls, through its environment variable)."""
+    patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": github_api_env(clouds)}]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS, tmp)],  # kustomize takes no absolute paths
+        "patches": [
+            {"target": {"kind": "Deployment", "name": "flux-passwordless-refresher"}, "patch": json.dumps(patch)}
+        ],
+    }
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "kustomization.yaml").write_text(json.dumps(kustomization))
+    return tmp
+
+
 @pytest.fixture(scope="session")
-def deployed(node: Node) -> Deployed:
-    """Flux's CRDs, then the shipped manifests exactly as the README says: `kubectl apply -k manifests/`."""
+def deployed(node: Node, node_clouds: Clouds, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    """Flux's CRDs, then the shipped manifests as the README says: `kubectl apply -k manifests/` (through an overlay
+    that only allows the GitHub stand-in's API, see ``default_install``)."""
     install_all_crds(node.plane, FLUX_VERSION)
+    install = default_install(tmp_path_factory.mktemp("install"), node_clouds)
     t0 = time.monotonic()
-    kubectl(node.plane, "apply", "-k", str(MANIFESTS), check=True)
+    kubectl(node.plane, "apply", "-k", str(install), check=True)
     wait_rollout(node.plane)
     ready_s = time.monotonic() - t0
     wait_admitting(node.plane)
-    return Deployed(ready_s, time.monotonic() - t0)
+    return Deployed(ready_s, time.monotonic() - t0, install)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from tests.node.conftest import (
     Deployed,
     Node,
     ca_bundle,
+    github_api_env,
     wait_admitting,
     wait_certs_job,
     wait_rollout,
@@ -219,7 +220,9 @@ async def test_deleting_the_leading_refresher_hands_over_without_a_lapse(
     await asyncio.to_thread(wait_rollout, node_kube.plane)
 
 
-async def test_a_new_ca_is_served_without_a_restart(node: Node, node_kube: Kube, tenant: str) -> None:
+async def test_a_new_ca_is_served_without_a_restart(
+    node: Node, node_kube: Kube, tenant: str, deployed: Deployed
+) -> None:
     plane = node_kube.plane
     before = {p["metadata"]["name"] for p in ready_pods(node_kube, WEBHOOK)}
     old_bundle = ca_bundle(plane)
@@ -227,7 +230,7 @@ async def test_a_new_ca_is_served_without_a_restart(node: Node, node_kube: Kube,
     kubectl(plane, "delete", "secret", "flux-passwordless-webhook-tls", "-n", NAMESPACE, check=True)
     kubectl(plane, "delete", "job", "flux-passwordless-certs", "-n", NAMESPACE, check=True)
     t0 = time.monotonic()
-    kubectl(plane, "apply", "-k", str(MANIFESTS), check=True)
+    kubectl(plane, "apply", "-k", str(deployed.install), check=True)
     wait_certs_job(plane)
     new_bundle = ca_bundle(plane)
     assert new_bundle
@@ -256,6 +259,7 @@ def overlay_with_fake_entra(tmp: Path, clouds: Clouds) -> Path:
     through its documented settings (environment variables), as an admin's own overlay would set them."""
     (tmp / "entra-ca.crt").write_bytes(clouds.tls.ca_pem)
     env = [
+        github_api_env(clouds),
         {"name": "FLUX_PASSWORDLESS_AZURE_AUTHORITY_HOST", "value": clouds.entra.url},
         {"name": "FLUX_PASSWORDLESS_AZURE_CA_FILE", "value": "/entra/entra-ca.crt"},
     ]
@@ -287,6 +291,7 @@ async def test_the_azure_per_object_overlay(
     node_source_controller: SourceController,
     tenant: str,
     tmp_path: Path,
+    deployed: Deployed,
 ) -> None:
     plane = node_kube.plane
     kubectl(plane, "apply", "-k", str(overlay_with_fake_entra(tmp_path, node_clouds)), check=True)
@@ -302,5 +307,5 @@ async def test_the_azure_per_object_overlay(
         revision, seconds = await ready(node_kube, tenant, "fleet", node_source_controller)
         print(f"\nazure-per-object overlay: Ready on {revision} {seconds:.1f}s after kubectl apply")
     finally:  # back to the default install for whatever runs next
-        kubectl(plane, "apply", "-k", str(MANIFESTS), check=True)
+        kubectl(plane, "apply", "-k", str(deployed.install), check=True)
         await asyncio.to_thread(wait_rollout, plane)

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from refresher.credentials import github_credential
+from refresher.credentials import github_api_base, github_credential
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintKey, MintRequest
 from refresher.providers.github import GitHubProvider, load_app_key
 from tests.fakes.github import FakeGitHub, new_app_key, running_github
+from tests.support.controlplane import free_port
 from tests.support.tls import TLSFiles
 
 APP_ID = 12345
@@ -35,9 +37,9 @@ async def github(tmp_path: Path) -> AsyncIterator[tuple[FakeGitHub, bytes, TLSFi
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[GitHubProvider]:
+async def provider(github: GitHub) -> AsyncIterator[GitHubProvider]:
     async with aiohttp.ClientSession() as session:
-        yield GitHubProvider(session)
+        yield GitHubProvider(session, api_urls=(github_api_base(github[0].url),))
 
 
 def secret_data(fake: FakeGitHub, private: bytes, tls: TLSFiles, **extra: bytes) -> dict[str, bytes]:
@@ -140,12 +142,76 @@ async def test_server_errors_are_temporary(github: GitHub, provider: GitHubProvi
     assert fake.live(token.value)
 
 
-async def test_unreachable_api_is_temporary(provider: GitHubProvider) -> None:
+async def test_unreachable_api_is_temporary() -> None:
     private, _ = new_app_key()
     data = {"githubAppID": b"1", "githubAppPrivateKey": private, "githubAppBaseURL": b"https://127.0.0.1:9"}
-    with pytest.raises(TemporaryError) as err:
-        await provider.mint(request(data, ("id", "1"), None))
+    async with aiohttp.ClientSession() as session:
+        provider = GitHubProvider(session, api_urls=("https://127.0.0.1:9/api/v3",))
+        with pytest.raises(TemporaryError) as err:
+            await provider.mint(request(data, ("id", "1"), None))
     assert err.value.reason == "Unreachable"
+
+
+@pytest.fixture
+async def internal_service(tmp_path: Path) -> AsyncIterator[tuple[str, list[str], TLSFiles]]:
+    """An in-cluster HTTPS service a tenant should not reach through us (its CA is in every namespace's
+    kube-root-ca.crt): it answers anything with a 422 whose message gives it away."""
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        return web.json_response({"message": "internal-service-secret-banner v1.2.3"}, status=422)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    tls = TLSFiles.create(tmp_path / "internal-tls")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.server_context()).start()
+    try:
+        yield f"https://127.0.0.1:{port}", seen, tls
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_tenant_secret_cannot_aim_the_refresher_at_another_https_service(
+    github: GitHub, internal_service: tuple[str, list[str], TLSFiles]
+) -> None:
+    """Regression (#23): any https:// githubAppBaseURL was called, with the App's JWT, and the answer came back in
+    the tenant's Event. Only the --github-api-urls bases are called now; anything else is refused unsent."""
+    url, seen, internal_tls = internal_service
+    fake, private, _ = github
+    data = {
+        "githubAppID": str(APP_ID).encode(),
+        "githubAppPrivateKey": private,
+        "githubAppBaseURL": url.encode(),
+        "ca.crt": internal_tls.ca_pem,
+    }
+    async with aiohttp.ClientSession() as session:
+        allowed_github_only = GitHubProvider(session, api_urls=(github_api_base(fake.url),))
+        with pytest.raises(PermanentError) as err:
+            await allowed_github_only.mint(request(data, ("id", str(INSTALLATION)), ("app",)))
+        assert err.value.reason == "ApiNotAllowed"
+        assert "--github-api-urls" in str(err.value)
+        assert seen == []
+        # The same Secret where the admin allowed that host: the call is made, and the remote text is told.
+        allowed = GitHubProvider(session, api_urls=(github_api_base(url),))
+        with pytest.raises(PermanentError) as told:
+            await allowed.mint(request(data, ("id", str(INSTALLATION)), ("app",)))
+    assert seen == [f"POST /api/v3/app/installations/{INSTALLATION}/access_tokens"]
+    assert "internal-service-secret-banner" in str(told.value)
+    assert "internal-service-secret-banner" not in str(err.value)
+
+
+def test_the_api_allowlist_is_normalised_and_checked() -> None:
+    from refresher.config import from_args
+
+    assert from_args([]).github_api_urls == ("https://api.github.com",)
+    config = from_args(["--github-api-urls=https://api.github.com,https://ghe.example.com/"])
+    assert config.github_api_urls == ("https://api.github.com", "https://ghe.example.com/api/v3")
+    with pytest.raises(SystemExit):
+        from_args(["--github-api-urls=http://ghe.example.com"])
 
 
 async def test_garbled_private_key_is_permanent_and_not_quoted(provider: GitHubProvider) -> None:
@@ -176,7 +242,7 @@ async def test_credentials_sharing_a_ca_share_pooled_connections(github: GitHub)
     fake.add_app(APP_ID + 1, other_public)
     fake.add_installation(INSTALLATION + 1, APP_ID + 1, "acme", {"app"})
     async with aiohttp.ClientSession() as session:
-        provider = GitHubProvider(session)
+        provider = GitHubProvider(session, api_urls=(github_api_base(fake.url),))
         await provider.mint(request(secret_data(fake, private, tls), ("id", str(INSTALLATION)), ("app",)))
         other = secret_data(fake, other_private, tls, githubAppID=str(APP_ID + 1).encode())
         await provider.mint(request(other, ("id", str(INSTALLATION + 1)), ("app",)))

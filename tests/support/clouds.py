@@ -58,6 +58,7 @@ class Clouds:
     def refresher_args(self) -> list[str]:
         """Flags pointing the refresher's SDKs at these fakes through their documented overrides."""
         return [
+            f"--github-api-urls={self.github.url}",
             f"--gcp-token-urls={self.google.url}/token",
             f"--gcp-sts-url={self.google.url}/v1/token",
             f"--azure-authority-host={self.entra.url}",
