@@ -115,3 +115,11 @@ bench-refresher: venv control-plane ## Benchmark: 1k and 10k GitRepositories ove
 .PHONY: bench-shards
 bench-shards: venv control-plane ## Benchmark: 100k GitRepositories over 1,000 credentials, 4 refresher shards, one control plane
 	@$(PY) -m bench.shards
+
+FUZZ_SECONDS ?= 120
+
+.PHONY: fuzz
+fuzz: venv ## Coverage-guided fuzzing (atheris) of review decoding and both admission cores, FUZZ_SECONDS long
+	@mkdir -p .dev/fuzz-corpus
+	PYTHONPATH=. $(PY) tests/fuzz/fuzz_reviews.py .dev/fuzz-corpus tests/fuzz/corpus \
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -artifact_prefix=.dev/fuzz-

@@ -57,18 +57,51 @@ class Review(msgspec.Struct, Generic[T], rename="camel"):
 _JSON_TYPES = {str: "str", int: "int", float: "float", bool: "bool", list: "array", type(None): "null"}
 
 
+class _Reference(msgspec.Struct):
+    name: str = ""
+
+
+class _ObjectMeta(msgspec.Struct):
+    """The metadata fields the policy reads, with the types the apiserver guarantees (others are not checked)."""
+
+    name: str = ""
+    namespace: str = ""
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    finalizers: list[str] | None = None
+
+
+class _GitRepositorySpec(msgspec.Struct, rename="camel"):
+    url: str = ""
+    provider: str = ""
+    secret_ref: _Reference | None = None
+    service_account_name: str = ""
+
+
+class GitRepositoryShape(msgspec.Struct):
+    """What a GitRepository decoded whole must look like where the policy reads it: an apiserver never sends
+    anything else (its schema and CRD validation come first), so a review that does is a 400 naming the path."""
+
+    metadata: _ObjectMeta | None = None
+    spec: _GitRepositorySpec | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     """What one endpoint accepts: the resource kinds, the decoder of its reviews, and whether the whole object
-    is decoded (and so must be checked for depth before the policy walks it)."""
+    is decoded (and so must be checked for depth and for the shape of what the policy reads)."""
 
     kinds: tuple[str, ...]
     decoder: msgspec.json.Decoder[Review[Any]]
     whole_object: bool
+    shape: type[msgspec.Struct] | None = None
 
 
-def schema(kinds: tuple[str, ...], *, pod_view: bool = False) -> Schema:
-    return Schema(kinds, msgspec.json.Decoder(Review[PodView] if pod_view else Review[dict[str, Any]]), not pod_view)
+def schema(kinds: tuple[str, ...], *, pod_view: bool = False, shape: type[msgspec.Struct] | None = None) -> Schema:
+    decoder: msgspec.json.Decoder[Review[Any]] = msgspec.json.Decoder(
+        Review[PodView] if pod_view else Review[dict[str, Any]]
+    )
+    return Schema(kinds, decoder, not pod_view, shape)
 
 
 def too_deep(obj: Any, limit: int = MAX_DEPTH) -> str | None:
@@ -133,7 +166,19 @@ def decode(body: bytes | bytearray, accepts: Schema) -> Review[Any]:
                 raise BadReview(f"Expected `object`, got `{got}` - at `$.request.object.{field}`")
         if accepts.whole_object and (where := too_deep(obj)) is not None:
             raise BadReview(f"object nests deeper than {MAX_DEPTH} levels - at `{where}`")
+    if accepts.shape is not None:
+        for field, value in (("object", obj), ("oldObject", request.old_object)):
+            if value is not None:
+                _check_shape(value, accepts.shape, f"$.request.{field}")
     return review
+
+
+def _check_shape(obj: Any, shape: type[msgspec.Struct], at: str) -> None:
+    try:
+        msgspec.convert(obj, shape)
+    except msgspec.ValidationError as err:
+        message = str(err)  # "Expected `str`, got `array` - at `$.metadata.annotations[...]`"
+        raise BadReview(message.replace("- at `$", f"- at `{at}") if " - at `$" in message else message) from None
 
 
 def allow(review: Review[Any], patch: Patch | None = None, warnings: list[str] | None = None) -> bytes:

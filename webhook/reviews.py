@@ -88,5 +88,5 @@ async def review_pod(review: admission.Review[PodView], config: WebhookConfig, a
 
 
 # What each endpoint decodes: a GitRepository whole, a Pod only as far as the injectors read it.
-GITREPOSITORY_REVIEWS = admission.schema((names.GITREPOSITORY_KIND,))
+GITREPOSITORY_REVIEWS = admission.schema((names.GITREPOSITORY_KIND,), shape=admission.GitRepositoryShape)
 POD_REVIEWS = admission.schema(("Pod",), pod_view=True)
