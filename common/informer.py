@@ -2,9 +2,13 @@
 
 List in pages, hand every item over as an ADDED event, then say which keys the list held so the consumer can
 drop the rest; then watch from the list's resourceVersion. Paging keeps memory flat: a 10,000-object list is
-never held whole. A watch that ends is resumed from the last resourceVersion seen; 410 Gone (history
-compacted) or any error relists, with capped exponential backoff, so an apiserver restart costs a relist and
-nothing else.
+never held whole. Pages are sized by bytes, not only by count: objects a tenant makes large (a Secret holds up
+to 1 MiB, a GitRepository up to the apiserver's 1.5 MB) would make a 500-object page 500-750 MB. The first page
+asks for ``FIRST_PAGE`` objects; each next one for as many as fit ``PAGE_BYTES`` at the size seen so far
+(between ``MIN_PAGE`` and ``PAGE_SIZE``), so ordinary objects still come 500 a page after the first.
+
+A watch that ends is resumed from the last resourceVersion seen; 410 Gone (history compacted) or any error
+relists, with capped exponential backoff, so an apiserver restart costs a relist and nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import msgspec
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from common.backoff import Backoff
-from common.kube import raise_for_status, read_json
+from common.kube import raise_for_status, read_json_sized
 from common.objects import Key, key_of
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,17 @@ Obj = dict[str, Any]
 OnEvent = Callable[[str, Obj], Awaitable[None] | None]
 OnRelist = Callable[[set[Key]], Awaitable[None] | None]
 PAGE_SIZE = 500
+FIRST_PAGE = 50
+MIN_PAGE = 5
+PAGE_BYTES = 8 * 1024 * 1024
+
+
+def next_page_size(asked: int, got_items: int, got_bytes: int) -> int:
+    """How many objects to ask for next, for pages of about ``PAGE_BYTES``."""
+    if got_items == 0:
+        return asked
+    per_item = max(got_bytes // got_items, 1)
+    return max(MIN_PAGE, min(PAGE_SIZE, PAGE_BYTES // per_item))
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:
@@ -65,14 +80,18 @@ class Informer:
     async def _list(self) -> str:
         seen: set[Key] = set()
         token: str | None = None
+        limit = FIRST_PAGE
         while True:
-            paging: dict[str, Any] = {"limit": PAGE_SIZE}
+            paging: dict[str, Any] = {"limit": limit}
             if token:
                 paging["_continue"] = token
-            body = await read_json(self._list_fn(*self._list_args, _preload_content=False, **self._kwargs(), **paging))
+            call = self._list_fn(*self._list_args, _preload_content=False, **self._kwargs(), **paging)
+            body, size = await read_json_sized(call)
             kind = str(body.get("kind", "")).removesuffix("List")
             api_version = body.get("apiVersion")
-            for item in body.get("items") or []:
+            items = body.get("items") or []
+            limit = next_page_size(limit, len(items), size)
+            for item in items:
                 # list items carry no kind/apiVersion; put them back for uniform handling
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)

@@ -62,11 +62,16 @@ async def read_json(call: Awaitable[Any]) -> dict[str, Any]:
 
     Skips the generated models: cheaper, and the pure policy functions work on plain dicts anyway.
     """
+    return (await read_json_sized(call))[0]
+
+
+async def read_json_sized(call: Awaitable[Any]) -> tuple[dict[str, Any], int]:
+    """``read_json``, and the size of the body read (bytes)."""
     response = await call
     try:
         body = await response.read()
         raise_for_status(response)
-        return cast(dict[str, Any], msgspec.json.decode(body))
+        return cast(dict[str, Any], msgspec.json.decode(body)), len(body)
     finally:
         response.release()
 

@@ -21,12 +21,39 @@ from refresher.errors import PermanentError
 GITHUB_DEFAULT_API = "https://api.github.com"
 
 
+# The keys a credentials Secret is read for, and the most each may hold: only these are decoded and kept (a
+# tenant's Secret may carry up to 1 MiB in any keys; 1,000 of them were held whole). A larger value is refused
+# with a Warning Event (CredentialsTooLarge), never truncated.
+USED_KEYS: frozenset[str] = frozenset(
+    [
+        *names.KEY_GITHUB_APP_ID,
+        *names.KEY_GITHUB_INSTALLATION_ID,
+        *names.KEY_GITHUB_INSTALLATION_OWNER,
+        *names.KEY_GITHUB_PRIVATE_KEY,
+        *names.KEY_GITHUB_BASE_URL,
+        *names.KEY_GCP_SERVICE_ACCOUNT,
+        *names.TLS_KEYS_COPIED,
+    ]
+)
+MAX_VALUE_BYTES = 64 * 1024  # an 8192-bit PEM key is ~6.5 KB, a service-account key file ~2.4 KB
+MAX_CA_BYTES = 256 * 1024  # ca.crt may be a bundle (Debian's whole bundle is ~220 KB)
+
+
 def decode_data(data: Mapping[str, str] | None) -> dict[str, bytes]:
+    """The used keys of a Secret's ``data``, decoded and size-checked (the others are not kept: see USED_KEYS)."""
     out: dict[str, bytes] = {}
     for key, value in (data or {}).items():
+        if key not in USED_KEYS:
+            continue
+        limit = MAX_CA_BYTES if key == "ca.crt" else MAX_VALUE_BYTES
+        if len(value) > limit * 4 // 3 + 4:  # base64 is 4/3 of the value: refused before it is decoded
+            raise PermanentError(
+                f"Secret key {key} holds more than {limit} bytes: not a credential this refresher reads",
+                "CredentialsTooLarge",
+            )
         try:
             out[key] = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             raise PermanentError(f"Secret key {key} is not valid base64") from None
     return out
 

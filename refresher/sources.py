@@ -26,9 +26,12 @@ from refresher.targets import Target
 
 log = logging.getLogger(__name__)
 
+READ_CONCURRENCY = 16
+
 
 class CredentialData:
-    """A credentials Secret's decoded data, parsed per provider on demand (a Secret may serve several)."""
+    """A credentials Secret's decoded data (only the keys it is read for: ``credentials.USED_KEYS``, which the
+    spelling warnings need too), parsed per provider on demand (a Secret may serve several)."""
 
     def __init__(self, data: dict[str, bytes], name: str) -> None:
         self.data = data
@@ -77,6 +80,9 @@ class Sources:
         self._config = config
         self._credentials: dict[Key, CredentialEntry] = {}
         self._service_accounts: dict[Key, ServiceAccountEntry] = {}
+        # Secrets read at once: each read holds the whole Secret (up to 1 MiB) until it is decoded; a tenant
+        # naming 1,000 distinct Secrets must not make the refresher hold 1,000 of them together.
+        self._reads = asyncio.Semaphore(READ_CONCURRENCY)
 
     def _stale(self, read_at: float, now: float) -> bool:
         return now - read_at >= self._config.credentials_resync_s
@@ -97,7 +103,8 @@ class Sources:
 
     async def _read_credentials(self, namespace: str, name: str, now: float) -> None:
         try:
-            obj = await self._cluster.read_secret(namespace, name)
+            async with self._reads:
+                obj = await self._cluster.read_secret(namespace, name)
         except TRANSPORT_ERRORS:
             return  # keep what we had; the next pass reads again
         except ApiException as err:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from common import names
 from common.gitrepository import (
+    MAX_NAME,
     FieldError,
     PolicyConfig,
     managed_provider,
@@ -131,6 +132,44 @@ class Rules:
     shard_keys: tuple[str, ...] = ()  # the label keys --watch-label-selector names
 
 
+# What one tenant object may make the refresher hold (docs/security.md, "what a tenant can make us hold"): the
+# fields a target keeps, each capped. Past a cap the object is Invalid (reason TooLarge, a Warning Event that
+# names the field and the cap, never the value) and nothing of the value is kept.
+MAX_FIELD_BYTES: Mapping[str, int] = {
+    "spec.url": 2048,
+    f"metadata.annotations[{names.ANNOTATION_GITHUB_PERMISSIONS}]": 1024,
+    f"metadata.annotations[{names.ANNOTATION_REPOSITORIES}]": 64 * 1024,  # GitHub scopes at most 500 repositories
+    f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]": MAX_NAME,
+    f"metadata.annotations[{names.ANNOTATION_SERVICE_ACCOUNT}]": MAX_NAME,
+    "spec.serviceAccountName": MAX_NAME,
+    "spec.secretRef.name": MAX_NAME,
+}
+MAX_MESSAGE = 1024  # an Invalid's message (what its Warning Event says)
+
+
+def _oversized(metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> FieldError | None:
+    annotations = metadata.get("annotations") or {}
+    ref = spec.get("secretRef")
+    values = {
+        "spec.url": spec.get("url"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "spec.secretRef.name": ref.get("name") if isinstance(ref, Mapping) else None,
+    }
+    for path in MAX_FIELD_BYTES:
+        if path.startswith("metadata.annotations["):
+            values[path] = annotations.get(path[len("metadata.annotations[") : -1])
+    for path, value in values.items():
+        if isinstance(value, str) and len(value) > MAX_FIELD_BYTES[path]:
+            return FieldError(path, "Too long", f"must have at most {MAX_FIELD_BYTES[path]} bytes ({len(value)} given)")
+    return None
+
+
+def _invalid(kind: Kind, namespace: str, name: str, uid: str, reason: str, message: str) -> Invalid:
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
+    return Invalid(kind, namespace, name, uid, reason, message)
+
+
 def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid | None:
     """None when the object is not ours to serve (no provider annotation)."""
     provider = managed_provider(obj)
@@ -142,9 +181,11 @@ def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid
         str(metadata.get("name", "")),
         str(metadata.get("uid", "")),
     )
+    if (too_large := _oversized(metadata, spec)) is not None:
+        return _invalid("GitRepository", namespace, name, uid, "TooLarge", str(too_large))
     review = validate_gitrepository(obj, rules.policy)
     if not review.allowed:
-        return Invalid("GitRepository", namespace, name, uid, "InvalidSpec", review.message())
+        return _invalid("GitRepository", namespace, name, uid, "InvalidSpec", review.message())
     secret = (spec.get("secretRef") or {}).get("name")
     if not secret:
         error = FieldError(
@@ -156,7 +197,7 @@ def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid
     annotations = metadata.get("annotations") or {}
     permissions = parse_permissions(annotations.get(names.ANNOTATION_GITHUB_PERMISSIONS))
     if provider == names.PROVIDER_GITHUB and (refused := permissions_error(permissions, rules.github_permissions)):
-        return Invalid("GitRepository", namespace, name, uid, "PermissionsRefused", str(refused))
+        return _invalid("GitRepository", namespace, name, uid, "PermissionsRefused", str(refused))
     return Target(
         kind="GitRepository",
         namespace=namespace,
@@ -192,7 +233,9 @@ def from_opted_in_secret(obj: Mapping[str, Any], rules: Rules) -> Target | Inval
     error: FieldError | None = None
     refused: FieldError | None = None
     reason = "InvalidSpec"
-    if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
+    if (too_large := _oversized(metadata, {})) is not None:
+        reason, error = "TooLarge", too_large
+    elif labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
         # One of our own outputs: it already holds a token, and two writers on one Secret would fight.
         reason = "OptInRefused"
         error = FieldError(
@@ -220,7 +263,7 @@ def from_opted_in_secret(obj: Mapping[str, Any], rules: Rules) -> Target | Inval
     elif provider == names.PROVIDER_GITHUB and (refused := permissions_error(permissions, rules.github_permissions)):
         reason, error = "PermissionsRefused", refused
     if error is not None:
-        return Invalid("Secret", namespace, name, uid, reason, str(error))
+        return _invalid("Secret", namespace, name, uid, reason, str(error))
     return Target(
         kind="Secret",
         namespace=namespace,

@@ -80,6 +80,7 @@ async def until(condition: Any, within_s: float = 3.0) -> None:
 @pytest.fixture(autouse=True)
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(informer_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(informer_module, "FIRST_PAGE", 2)
 
 
 async def run(apiserver: Apiserver, store: Store) -> asyncio.Task[None]:
@@ -140,3 +141,14 @@ async def test_a_broken_watch_relists_and_prunes_what_is_gone(watch: Response) -
     assert not task.done()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def test_pages_are_sized_by_bytes() -> None:
+    """Large objects (a tenant's 1 MiB Secrets) come a few a page; ordinary ones 500 a page after the first."""
+    from common.informer import MIN_PAGE, PAGE_BYTES, PAGE_SIZE, next_page_size
+
+    assert next_page_size(50, 50, 50 * 2_000) == PAGE_SIZE  # 2 KB objects
+    assert next_page_size(50, 50, 50 * 1024 * 1024) == 8  # 1 MiB objects: 8 MiB pages
+    assert next_page_size(50, 50, 50 * 4 * 1024 * 1024) == MIN_PAGE
+    assert next_page_size(50, 50, 50 * 100_000) == PAGE_BYTES // 100_000
+    assert next_page_size(50, 0, 0) == 50
