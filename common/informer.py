@@ -43,7 +43,7 @@ def next_page_size(asked: int, got_items: int, got_bytes: int) -> int:
     if got_items == 0:
         return asked
     per_item = max(got_bytes // got_items, 1)
-    return max(MIN_PAGE, min(PAGE_SIZE, PAGE_BYTES // per_item))
+    return min(PAGE_SIZE, max(MIN_PAGE, PAGE_BYTES // per_item))
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:

@@ -143,8 +143,9 @@ async def test_a_broken_watch_relists_and_prunes_what_is_gone(watch: Response) -
     await asyncio.gather(task, return_exceptions=True)
 
 
-def test_pages_are_sized_by_bytes() -> None:
+def test_pages_are_sized_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large objects (a tenant's 1 MiB Secrets) come a few a page; ordinary ones 500 a page after the first."""
+    monkeypatch.setattr(informer_module, "PAGE_SIZE", 500)
     from common.informer import MIN_PAGE, PAGE_BYTES, PAGE_SIZE, next_page_size
 
     assert next_page_size(50, 50, 50 * 2_000) == PAGE_SIZE  # 2 KB objects
