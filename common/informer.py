@@ -33,7 +33,7 @@ Obj = dict[str, Any]
 OnEvent = Callable[[str, Obj], Awaitable[None] | None]
 OnRelist = Callable[[set[Key]], Awaitable[None] | None]
 PAGE_SIZE = 500
-FIRST_PAGE = 50
+FIRST_PAGE = 5
 MIN_PAGE = 5
 PAGE_BYTES = 8 * 1024 * 1024
 
