@@ -104,6 +104,10 @@ bench-webhook: venv ## Benchmark: our webhook vs the Go yardstick (../shared/ben
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	@$(PY) -m bench.webhook
 
+.PHONY: bench-hostile
+bench-hostile: venv ## Memory under hostile clients: each pattern against our webhook and the Go yardstick, one run
+	@$(PY) -m bench.hostile
+
 .PHONY: soak
 soak: venv control-plane ## Soak: 2 refresher replicas, 200 GitRepositories, a fault every 20-40 s (SOAK_MINUTES=10)
 	@$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-10}
