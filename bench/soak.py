@@ -10,14 +10,16 @@ drawn at random (seeded):
 - ``leader-killed``: the leading replica is SIGKILLed (restarted once the other leads, as a Deployment would);
 - ``provider-errors``: GitHub answers 502 five times and then 429 with Retry-After, Google 503 three times;
 - ``credential-rotated``: a GitHub App gets a new private key (the old one stops working at once);
-- ``watch-expired``: etcd is compacted and the apiserver restarted, so the informers' next watch gets 410 Gone.
+- ``watch-expired``: etcd is compacted and the apiserver restarted, so the informers' next watch gets 410 Gone;
+- ``repository-removed``: a repository is taken out of its App's installation for 45 s, then granted again.
 
 Every second, every Secret is read through the apiserver directly and its password checked against the stand-in
 that issued it. Reported, last line:
 
   soak: minutes=M faults=N expired_secret_seconds=E max_failover_s=F extra_mints=X lost_foreign_keys=L
 
-- E: the sum over checks of Secrets holding a token the provider no longer accepts (targets: 0);
+- E: the sum over checks of Secrets holding a token the provider no longer accepts (targets: 0), leaving out the
+  Secret of a removed repository until the re-check after it is granted again (its object alone goes without);
 - F: SIGKILL of the leader -> the other replica holds the Lease;
 - X: mints of a token less than 20 s after the previous mint of the same token (a renewal comes ~28 s after
   issue here: anything sooner re-minted a token that was still good: a new leader that did not adopt, a relist
@@ -64,6 +66,8 @@ GITHUB_REPOS, GCP_REPOS, OPT_INS = 150, 50, 8
 TOKEN_LIFETIME_S = 60
 LEASE = "flux-passwordless-refresher"
 EXTRA_MINT_WITHIN_S = 20.0
+RECHECK_S = 10  # --github-recheck-interval of the replicas
+REMOVED_FOR_S = 45.0  # longer than a renewal period: the namespace's token is renewed while the repository is gone
 
 
 def log(message: str) -> None:
@@ -174,6 +178,9 @@ class World:
     failovers: list[float] = field(default_factory=list)
     expired_secret_seconds: int = 0
     lost_foreign: set[str] = field(default_factory=set)
+    # "ns/secret" -> until when (monotonic) its repository is out of the installation's reach, or just back
+    # and not yet re-checked: that object alone may go without a live token meanwhile (#24)
+    excused: dict[str, float] = field(default_factory=dict)
     checks: int = 0
     failed_checks: int = 0
 
@@ -279,6 +286,11 @@ def live(world: World, secret: dict[str, Any]) -> bool:
     return world.github.live(password) or world.google.live(password)
 
 
+def excused(world: World, secret: dict[str, Any], now: float) -> bool:
+    meta = secret["metadata"]
+    return world.excused.get(f"{meta['namespace']}/{meta['name']}", 0.0) > now
+
+
 async def check(world: World, converged: asyncio.Event) -> None:
     """Read every Secret we fill (through the apiserver directly) and count those holding a dead token."""
     expected = GITHUB_REPOS + GCP_REPOS + OPT_INS
@@ -301,7 +313,9 @@ async def check(world: World, converged: asyncio.Event) -> None:
             world.failed_checks += 1
         else:
             world.checks += 1
-            dead = sum(1 for s in items if not live(world, s)) + max(expected - len(items), 0)
+            now = time.monotonic()
+            dead = sum(1 for s in items if not live(world, s) and not excused(world, s, now))
+            dead += max(expected - len(items), 0)
             if converged.is_set():
                 world.expired_secret_seconds += dead
             elif dead == 0:
@@ -383,6 +397,25 @@ async def watch_expired(world: World) -> str:
     return f"etcd compacted at revision {revision}, apiserver restarted: watches resume too old"
 
 
+async def repository_removed(world: World) -> str:
+    """A repository taken out of its installation (deleted, or no longer granted to the App) and granted again
+    REMOVED_FOR_S later: its object alone goes without (the rest of its namespace's token is minted without it),
+    and it is served again within the re-check after it is back."""
+    i = world.rng.randrange(len(NAMESPACES))
+    installation = 500 + i
+    repo = world.rng.choice(sorted(world.github.installations[installation].repositories - {"shared"}))
+    world.github.remove_repositories(installation, {repo})
+    secret = f"{NAMESPACES[i]}/{repo}-git-token"
+    world.excused[secret] = float("inf")
+
+    def granted_again() -> None:
+        world.github.add_repositories(installation, {repo})
+        world.excused[secret] = time.monotonic() + RECHECK_S + TOKEN_LIFETIME_S / 2
+
+    asyncio.get_running_loop().call_later(REMOVED_FOR_S, granted_again)
+    return f"org-{i}/{repo} out of installation {installation} for {REMOVED_FOR_S:g} s"
+
+
 FAULTS: dict[str, Callable[[World], Awaitable[str]]] = {
     "apiserver-restart": apiserver_restart,
     "connections-dropped": connections_dropped,
@@ -390,6 +423,7 @@ FAULTS: dict[str, Callable[[World], Awaitable[str]]] = {
     "provider-errors": provider_errors,
     "credential-rotated": credential_rotated,
     "watch-expired": watch_expired,
+    "repository-removed": repository_removed,
 }
 
 
@@ -398,6 +432,8 @@ def extra_mints(world: World) -> int:
     EXTRA_MINT_WITHIN_S after the previous one, the first after a rotation of its credential left out."""
     times: dict[tuple[Any, ...], list[tuple[float, int]]] = defaultdict(list)
     for token in world.github.issued.values():
+        if token.permissions == {"metadata": "read"}:
+            continue  # a listing token (what an installation reaches, #24), not a token any Secret holds
         repos = tuple(sorted(token.repositories)) if token.repositories is not None else None
         key = ("github", token.installation, repos, tuple(sorted(token.permissions.items())))
         times[key].append((token.expires_at - TOKEN_LIFETIME_S, token.installation))
@@ -452,6 +488,7 @@ async def soak(
                         f"--identity={name}",
                         f"--listen=127.0.0.1:{free_port()}",
                         "--credentials-resync=5",
+                        f"--github-recheck-interval={RECHECK_S}",
                         f"--gcp-token-urls={google.url}/token",
                         f"--github-api-urls={github.url}",
                         "--log-level=info",

@@ -31,6 +31,7 @@ import errno
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
+_HEAD_TOO_LARGE_BODY = b"request header fields too large\n"
 HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: 37\r\nConnection: close\r\n\r\nrequest header fields too large\r\n\r\n\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_HEAD_TOO_LARGE_BODY), _HEAD_TOO_LARGE_BODY)
 )
 
 
@@ -63,6 +65,9 @@ class Limits:
 STATUS_LIMITS = Limits(max_connections=64, header_timeout_s=10, idle_timeout_s=60, max_header_bytes=16 * 1024)
 
 
+_last_logged = [0.0]  # when a connection last logged a bad request (all connections together)
+
+
 class HeadLimitedHandler(RequestHandler):
     """aiohttp's connection protocol, with each request head counted as it arrives."""
 
@@ -72,6 +77,20 @@ class HeadLimitedHandler(RequestHandler):
         self._head_bytes = 0
         self._body: StreamReader | None = None  # the newest request's payload: bytes after its head are body
         self._body_held = False
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp logs every malformed request at ERROR with its traceback (and parts of what the client sent):
+        anyone who can reach the port could fill the logs. One line per second at most, the error's type only.
+        (Anything else, an exception out of our own handlers, is logged as aiohttp does.)"""
+        if not (args and str(args[0]).startswith("Error handling request")):
+            super().log_exception(*args, **kw)
+            return
+        now = time.monotonic()
+        if now - _last_logged[0] < 1.0:
+            return
+        _last_logged[0] = now
+        error = kw.get("exc_info")
+        log.warning("bad request", extra={"error": type(error).__name__ if error is not None else "unknown"})
 
     def read_body(self) -> None:
         """The handler is ready for the body: read it from the socket."""

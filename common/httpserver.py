@@ -60,9 +60,6 @@ class Running:
     listener: Listener
     runner: web.ServerRunner
 
-    def stop_accepting(self) -> None:
-        self.listener.close()
-
     async def close(self) -> None:
         """No new connections; those open finish their request."""
         self.listener.close()

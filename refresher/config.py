@@ -25,6 +25,7 @@ class RefresherConfig:
     gcp_scopes: tuple[str, ...]
     gcp_token_urls: tuple[str, ...]
     github_api_urls: tuple[str, ...]
+    github_recheck_s: float
     gcp_sts_url: str
     azure_auth: str  # "basic" or "bearer"
     azure_username: str
@@ -77,6 +78,12 @@ def parser() -> argparse.ArgumentParser:
         "Enterprise Server as https://HOST, read as https://HOST/api/v3); anything else is refused",
     )
     p.add_argument(
+        "--github-recheck-interval",
+        type=float,
+        default=float(env("github-recheck-interval", "600")),
+        help="seconds before repositories GitHub said an installation cannot reach are asked for again",
+    )
+    p.add_argument(
         "--gcp-token-urls",
         default=env("gcp-token-urls", GOOGLE_TOKEN_URL),
         help="token endpoints a service-account key's token_uri may name",
@@ -121,6 +128,8 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         p.error("--mint-concurrency and --write-concurrency must be at least 1")
     if a.credentials_resync <= 0:
         p.error("--credentials-resync must be positive")
+    if a.github_recheck_interval <= 0:
+        p.error("--github-recheck-interval must be positive")
     github_api_urls = tuple(github_api_base(url) for url in csv(a.github_api_urls))
     if not github_api_urls or not all(url.startswith("https://") for url in github_api_urls):
         p.error(f'--github-api-urls: Invalid value: "{a.github_api_urls}": one or more https:// URLs')
@@ -138,6 +147,7 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         gcp_scopes=csv(a.gcp_scopes),
         gcp_token_urls=csv(a.gcp_token_urls),
         github_api_urls=github_api_urls,
+        github_recheck_s=a.github_recheck_interval,
         gcp_sts_url=a.gcp_sts_url,
         azure_auth=a.azure_auth,
         azure_username=a.azure_username,

@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 from common import names
 from common.backoff import Backoff
@@ -34,8 +35,8 @@ from refresher.config import RefresherConfig
 from refresher.errors import MintError
 from refresher.events import Reporter
 from refresher.index import Index
-from refresher.plan import MintKey, Pair, Plan, PlannedToken, make_plan
-from refresher.providers import Provider
+from refresher.plan import InstallationKey, MintKey, MintRequest, Pair, Plan, PlannedToken, make_plan
+from refresher.providers import ListsRepositories, Provider
 from refresher.providers.github import GitHubProvider
 from refresher.schedule import TokenState
 from refresher.sources import Sources
@@ -47,6 +48,13 @@ log = logging.getLogger(__name__)
 # A pass that could not reach the apiserver is retried on this schedule (the informers recover on their own).
 PASS_BACKOFF = Backoff(base_s=0.4, cap_s=10.0)
 COALESCE_S = 0.05  # after a wake-up, let a burst of watch events land before the next pass
+
+
+@dataclass
+class OutOfReach:
+    repositories: frozenset[str]
+    recheck_at: float
+    request: MintRequest  # a request of that installation, to list its repositories with
 
 
 class Controller:
@@ -80,6 +88,9 @@ class Controller:
         )
         self._mint_gates = {p: asyncio.Semaphore(config.mint_concurrency) for p in names.SERVABLE_PROVIDERS}
         self.tokens: dict[MintKey, TokenState] = {}
+        # Repositories GitHub said an installation cannot reach, left out of every token's scope until
+        # re-checked (``--github-recheck-interval``): one object's deleted repository fails that object alone.
+        self.unreachable: dict[InstallationKey, OutOfReach] = {}
 
     @property
     def synced(self) -> bool:
@@ -127,7 +138,14 @@ class Controller:
         now = self._clock()
         targets = list(self._targets())
         await self._sources.refresh(targets, now)
-        plan = make_plan(await self._pairs(targets, now), self._config.github_token_scope, self._config.gcp_scopes)
+        await self._recheck_unreachable(now)
+        plan = make_plan(
+            await self._pairs(targets, now),
+            self._config.github_token_scope,
+            self._config.gcp_scopes,
+            unreachable={key: entry.repositories for key, entry in self.unreachable.items()},
+        )
+        self._report_unreachable(plan)
         due = {key: planned for key, planned in plan.tokens.items() if self._state(planned, now).due(now)}
         # Secrets of tokens not due are written at once; those of a due token as soon as it is minted (or its
         # mint failed: then the old token, while it is valid), not after every mint of the pass.
@@ -184,7 +202,8 @@ class Controller:
             try:
                 token = await self._providers[key.provider].mint(planned.request)
             except MintError as err:
-                self._mint_failed(planned, state, err)
+                if not await self._isolated(planned, err):
+                    self._mint_failed(planned, state, err)
                 return
             metrics.MINT_SECONDS.labels(key.provider).observe(time.perf_counter() - started)
         metrics.MINTS.labels(key.provider, "ok").inc()
@@ -198,6 +217,77 @@ class Controller:
                 "renew_in_s": round(state.renew_at - self._clock(), 1),
             },
         )
+
+    async def _isolated(self, planned: PlannedToken, err: MintError) -> bool:
+        """GitHub refused a scoped token (422): if the installation's repository list shows repositories out of
+        its reach, remember them and plan again at once, so the token is minted for the rest and only the
+        objects naming those repositories are told (``_report_unreachable``). False when the refusal is shared
+        by design (a permission every member asked for) or cannot be told apart: then all members are told."""
+        request = planned.request
+        provider = self._providers[request.key.provider]
+        if err.reason != "ScopeRefused" or not request.repositories or not isinstance(provider, ListsRepositories):
+            return False
+        try:
+            reachable = await provider.reachable(request)
+        except MintError as listing:
+            log.warning("repository list unavailable", extra={"reason": listing.reason})
+            return False
+        missing = frozenset(request.repositories) - reachable if reachable is not None else frozenset()
+        if not missing:
+            return False
+        key = request.key
+        installation_key = (key.namespace, key.fingerprint, request.installation)
+        known = self.unreachable.get(installation_key)
+        repositories = missing | (known.repositories if known is not None else frozenset())
+        recheck_at = self._clock() + self._config.github_recheck_s
+        self.unreachable[installation_key] = OutOfReach(repositories, recheck_at, request)
+        metrics.MINTS.labels(key.provider, "ScopeIsolated").inc()
+        log.info("repositories out of the installation's reach", extra={"count": len(missing)})
+        self._index.wake.set()  # the next pass mints the token without them
+        return True
+
+    async def _recheck_unreachable(self, now: float) -> None:
+        """Ask again, for each installation whose re-check is due, which of its unreachable repositories are
+        back: those re-enter the scopes (the token widens at once); the rest stay out for another interval. The
+        shared token is never re-tried with them, so a repository still gone costs no refused mint and no
+        re-mint of the others' token."""
+        for key, entry in list(self.unreachable.items()):
+            if entry.recheck_at > now:
+                continue
+            provider = self._providers.get(entry.request.key.provider)
+            reachable: frozenset[str] | None = None
+            if isinstance(provider, ListsRepositories):
+                try:
+                    reachable = await provider.reachable(entry.request)
+                except MintError as err:
+                    log.warning("repository list unavailable", extra={"reason": err.reason})
+            if reachable is None:  # cannot tell: try the whole scope again (GitHub's answer will tell)
+                del self.unreachable[key]
+                continue
+            still = entry.repositories - reachable
+            if still:
+                self.unreachable[key] = OutOfReach(still, now + self._config.github_recheck_s, entry.request)
+            else:
+                del self.unreachable[key]
+
+    def _report_unreachable(self, plan: Plan) -> None:
+        counts = {True: 0, False: 0}
+        for item in plan.unreachable:
+            counts[item.served] += 1
+            repositories = ", ".join(item.repositories)
+            rest = (
+                "the token in its Secret covers its other repositories"
+                if item.served
+                else "it gets no token until the repository is reachable (the old token stays until it expires)"
+            )
+            self._reporter.warn(
+                item.target,
+                "RepositoryUnreachable",
+                f"the GitHub App installation cannot reach {repositories} (deleted, renamed, or not granted to the "
+                f"App): {rest}; checked again every {self._config.github_recheck_s:g}s",
+            )
+        metrics.UNREACHABLE.labels("served").set(counts[True])
+        metrics.UNREACHABLE.labels("refused").set(counts[False])
 
     def _mint_failed(self, planned: PlannedToken, state: TokenState, err: MintError) -> None:
         key = planned.request.key

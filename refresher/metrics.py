@@ -22,6 +22,12 @@ SECRET_WRITES = Counter("flux_passwordless_secret_writes", "Secret writes, by re
 FAILING = Gauge(
     "flux_passwordless_failing_tokens", "Tokens whose last mint failed, by provider and reason.", ["provider", "reason"]
 )
+UNREACHABLE = Gauge(
+    "flux_passwordless_repositories_unreachable_objects",
+    "Objects naming a GitHub repository their installation cannot reach: served (their other repositories got "
+    "a token) or refused (no token).",
+    ["result"],
+)
 LAST_SYNC = Gauge("flux_passwordless_last_successful_sync_timestamp_seconds", "When every Secret was last up to date.")
 LEADER = Gauge("flux_passwordless_leader", "1 while this replica leads (writes), else 0.")
 EVENTS_DROPPED = Counter(

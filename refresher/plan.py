@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from common import names
@@ -79,9 +79,24 @@ class PlannedToken:
         self.window_s = max(self.window_s, pair[0].consumer_window_s)
 
 
+# (namespace, credential fingerprint, installation locator): a GitHub installation as one tenant reaches it
+InstallationKey = tuple[str, str, tuple[str, str] | None]
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A target naming repositories its installation cannot reach (GitHub answered 422 and the installation's
+    repository list says which): ``served`` when its other repositories still got a token."""
+
+    target: Target
+    repositories: tuple[str, ...]  # owner/name, as its own URLs say
+    served: bool
+
+
 @dataclass(frozen=True)
 class Plan:
     tokens: dict[MintKey, PlannedToken]
+    unreachable: list[Unreachable] = field(default_factory=list)
 
     def assignment(self) -> dict[TargetKey, MintKey]:
         """target -> the token it receives (for tests and diagnostics; the loop walks ``tokens``)."""
@@ -105,8 +120,14 @@ def make_plan(
     github_scope: str = "repositories",
     gcp_scopes: tuple[str, ...] = (names.GCP_DEFAULT_SCOPE,),
     azure_scope: str = names.AZURE_DEVOPS_SCOPE,
+    unreachable: Mapping[InstallationKey, frozenset[str]] | None = None,
 ) -> Plan:
+    """``unreachable``: repositories known to be out of an installation's reach. They are left out of every
+    token's scope, so one object naming a deleted or uninstalled repository does not fail the token it would
+    otherwise share; that object alone is listed in ``Plan.unreachable`` (and gets no token if it names nothing
+    else)."""
     tokens: dict[MintKey, PlannedToken] = {}
+    refused: list[Unreachable] = []
 
     def assign(request: MintRequest, pair: Pair) -> None:
         planned = tokens.get(request.key)
@@ -140,7 +161,8 @@ def make_plan(
         if github_scope == "installation":
             chunks: list[tuple[list[Pair], tuple[str, ...] | None]] = [(members, None)]
         else:
-            chunks = _chunk(members)
+            out_of_reach = (unreachable or {}).get((namespace, fingerprint, installation), frozenset())
+            chunks = _chunk(members, out_of_reach, refused)
         for chunk_members, repos in chunks:
             scope = ("installation",) if repos is None else repos
             scope_key = (
@@ -154,7 +176,7 @@ def make_plan(
             )
             for pair in chunk_members:
                 assign(request, pair)
-    return Plan(tokens)
+    return Plan(tokens, refused)
 
 
 def _installation(locator: tuple[str, str] | None, members: list[Pair]) -> tuple[str, str] | None:
@@ -169,13 +191,24 @@ def _installation(locator: tuple[str, str] | None, members: list[Pair]) -> tuple
     return None
 
 
-def _chunk(members: list[Pair]) -> list[tuple[list[Pair], tuple[str, ...] | None]]:
+def _chunk(
+    members: list[Pair], out_of_reach: frozenset[str] = frozenset(), refused: list[Unreachable] | None = None
+) -> list[tuple[list[Pair], tuple[str, ...] | None]]:
     """Repositories in chunks of at most 500, each target's repositories kept together. A target with no
-    repository we can name (an opted-in Secret nobody references) needs the whole installation."""
+    repository we can name (an opted-in Secret nobody references) needs the whole installation. Repositories
+    ``out_of_reach`` are left out; a target that names only those is left out too (both told in ``refused``)."""
     chunks: list[tuple[list[Pair], set[str]]] = []
     whole: list[Pair] = []
     for pair in members:
-        repos = {r[1] for r in map(github_repository, pair[0].urls) if r}
+        found = [r for r in map(github_repository, pair[0].urls) if r]
+        repos = {name for _, name in found}
+        if repos & out_of_reach:
+            lost = tuple(sorted({f"{owner}/{name}" for owner, name in found if name in out_of_reach}))
+            repos -= out_of_reach
+            if refused is not None:
+                refused.append(Unreachable(pair[0], lost, served=bool(repos)))
+            if not repos:
+                continue
         if not repos:
             whole.append(pair)
             continue

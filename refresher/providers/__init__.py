@@ -7,7 +7,7 @@ stays inside the credential and the provider using it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from refresher.plan import MintRequest
 
@@ -22,3 +22,11 @@ class Token:
 
 class Provider(Protocol):
     async def mint(self, request: MintRequest) -> Token: ...
+
+
+@runtime_checkable
+class ListsRepositories(Protocol):
+    """A provider whose scoped tokens can be refused for one repository (GitHub): it can say which repositories
+    an installation reaches (None: it cannot tell)."""
+
+    async def reachable(self, request: MintRequest) -> frozenset[str] | None: ...

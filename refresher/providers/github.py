@@ -34,6 +34,7 @@ JWT_BACKDATE_S = 60
 JWT_LIFETIME_S = 540  # GitHub allows at most 10 minutes
 API_VERSION = "2022-11-28"
 MIN_KEY_BITS, MAX_KEY_BITS = 2048, 8192  # GitHub generates 2048-bit keys
+MAX_LIST_PAGES = 50  # GET /installation/repositories, 100 a page: installations of up to 5,000 repositories
 
 
 def load_app_key(pem: bytes) -> rsa.RSAPrivateKey:
@@ -126,6 +127,41 @@ class GitHubProvider:
             raise TemporaryError("GitHub answered 201 without token/expires_at", "BadResponse") from None
         return Token(token, names.GITHUB_USERNAME, issued, expires)
 
+    async def reachable(self, request: MintRequest) -> frozenset[str] | None:
+        """The repositories (names) the request's installation can reach, or None when that cannot be told
+        within ``MAX_LIST_PAGES``: asked after a 422, so one unreachable repository fails only the objects that
+        name it. Costs one installation token with ``metadata: read`` (every App has it) and one call per 100
+        repositories of the installation."""
+        credential = request.credential
+        assert isinstance(credential, GitHubApp)
+        app_jwt = self.app_jwt(credential)
+        installation = await self._installation_id(credential, request.installation, app_jwt)
+        status, headers, data = await self._call(
+            "POST",
+            f"{credential.api_base}/app/installations/{installation}/access_tokens",
+            app_jwt,
+            {"permissions": {"metadata": "read"}},
+            credential=credential,
+        )
+        if status != 201 or not isinstance(data, dict) or not isinstance(data.get("token"), str):
+            raise self._error(status, headers, data, credential, None, installation)
+        token = str(data["token"])
+        found: set[str] = set()
+        for page in range(1, MAX_LIST_PAGES + 1):
+            status, headers, data = await self._call(
+                "GET",
+                f"{credential.api_base}/installation/repositories?per_page=100&page={page}",
+                token,
+                credential=credential,
+            )
+            if status != 200 or not isinstance(data, dict):
+                raise self._error(status, headers, data, credential, None, installation)
+            listed = data.get("repositories") or []
+            found.update(str(r["name"]) for r in listed if isinstance(r, dict) and "name" in r)
+            if not listed or len(found) >= int(data.get("total_count") or 0):
+                return frozenset(found)
+        return None
+
     def _forget(self, credential: GitHubApp, locator: tuple[str, str] | None) -> None:
         if locator:
             self._installations.pop((credential.fingerprint, *locator), None)
@@ -181,11 +217,12 @@ class GitHubProvider:
         return context
 
     async def _call(
-        self, method: str, url: str, app_jwt: str, body: dict[str, Any] | None = None, *, credential: GitHubApp
+        self, method: str, url: str, bearer: str, body: dict[str, Any] | None = None, *, credential: GitHubApp
     ) -> tuple[int, dict[str, str], Any]:
+        """One API call, authenticated as the App (its JWT) or as an installation (a token)."""
         headers = {
             "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {app_jwt}",
+            "Authorization": f"Bearer {bearer}",
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": "flux-passwordless",
         }

@@ -29,7 +29,7 @@ from tests.support.clouds import GITHUB_ACCOUNT, Clouds
 from tests.support.fluxrepos import apply, get, manifest, ready
 from tests.support.gitrepos import create_secret, filled
 from tests.support.gitserver import push_commit
-from tests.support.kube import Kube, install_crds
+from tests.support.kube import Kube, eventually, install_crds
 from tests.support.registration import register
 from tests.support.sourcecontroller import SourceController, running_source_controller
 from tests.support.webhook import RunningWebhook, running_webhook
@@ -222,3 +222,52 @@ async def test_after_the_first_token_expired_a_new_commit_is_fetched(flux_world:
     print(
         f"\n{source_controller.version} renewal: Ready on the new revision {revision} {seconds:.1f}s after the request"
     )
+
+
+async def test_an_unreachable_repository_does_not_stop_its_neighbours_tokens(flux_world: Flux) -> None:
+    """#24: two GitRepositories share one GitHub App token; a third names a repository the installation cannot
+    reach. GitHub refuses the shared scope (422): only the third is told, and the other two are minted a token
+    without it, so they stay Ready past the expiry of the token they held when it appeared."""
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
+    app = await flux_world.github_app("app", interval="5s", timeout="5s")
+    url = clouds.repo_url(f"{GITHUB_ACCOUNT}/infra")
+    infra = manifest("infra", namespace, url=url, provider="github", secretRef={"name": "github-app"}, interval="5s")
+    url = clouds.repo_url(f"{GITHUB_ACCOUNT}/typo")
+    typo = manifest("typo", namespace, url=url, provider="github", secretRef={"name": "github-app"}, interval="5s")
+    clouds.github.token_lifetime_s = 30
+    try:
+        async with refresher():
+            await apply(kube, app)
+            await apply(kube, infra)
+            first, _ = await ready(kube, namespace, "app", source_controller)
+            await ready(kube, namespace, "infra", source_controller)
+            held = base64.b64decode((await filled(kube, namespace, "app-git-token")).data["password"]).decode()
+            await apply(kube, typo)
+
+            async def told() -> bool:
+                return "RepositoryUnreachable" in await reasons(kube, namespace, "typo")
+
+            await eventually(told, timeout=20, what="RepositoryUnreachable on typo")
+            await asyncio.sleep(max(0.0, clouds.github.issued[held].expires_at - time.time()) + 2)
+            assert not clouds.github.live(held)  # what app and infra held when typo appeared has expired
+            change = {"NEW.md": f"{source_controller.version} isolation at {time.time()}\n"}
+            sha = await asyncio.to_thread(push_commit, clouds.git.root, GITHUB_ACCOUNT, "app", change)
+            await request_reconcile(kube, namespace, "app")
+            revision, _ = await ready(kube, namespace, "app", source_controller, revision_not=first)
+            await request_reconcile(kube, namespace, "infra")
+            await ready(kube, namespace, "infra", source_controller)
+            for healthy in ("app", "infra"):
+                assert set(await reasons(kube, namespace, healthy)) == {"TokenMinted"}, healthy
+            assert "TokenMintFailed" not in await reasons(kube, namespace, "typo")
+    finally:
+        clouds.github.token_lifetime_s = 3600
+    assert sha in revision
+
+
+async def reasons(kube: Kube, namespace: str, name: str) -> list[str]:
+    """The reasons of the Events on GitRepository ``name``."""
+    listed = await client.CoreV1Api(kube.api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=GitRepository"
+    )
+    return [e.reason for e in listed.items]

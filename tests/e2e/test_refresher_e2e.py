@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from common import httpserver, names
 from common.connections import STATUS_LIMITS
 from tests.e2e.conftest import RefresherFactory
-from tests.support.clouds import Clouds
+from tests.support.clouds import GITHUB_INSTALLATION, Clouds
 from tests.support.controlplane import free_port
 from tests.support.gitrepos import (
     create_gitrepository,
@@ -375,3 +375,30 @@ async def test_no_token_in_logs_or_events(
         for value in secrets_seen:
             assert value not in text
     assert "token minted" in caplog.text
+
+
+async def test_an_unreachable_repository_is_isolated_and_a_regrant_widens_the_token(
+    kube: Kube, clouds: Clouds, namespace: str, refresher: RefresherFactory
+) -> None:
+    """#24 on the real apiserver, the GitHub stand-in answering 422 from its installation's repositories: a
+    GitRepository naming a repository out of reach gets the Warning and no token; the one beside it keeps getting
+    tokens; once the repository is granted to the installation, the re-check serves it too."""
+    await create_secret(kube, namespace, "github-app", clouds.github_secret_data())
+    async with refresher("--github-recheck-interval=2"):
+        await create_gitrepository(kube, namespace, "app", "github", clouds.repo_url("acme/app"), "github-app")
+        first = await filled(kube, namespace, "app-git-token")
+        await create_gitrepository(kube, namespace, "late", "github", clouds.repo_url("acme/late"), "github-app")
+
+        async def told() -> bool:
+            return any(e.reason == "RepositoryUnreachable" for e in await events_for(kube, namespace, "late"))
+
+        await eventually(told, timeout=15, what="RepositoryUnreachable on late")
+        assert await read_secret(kube, namespace, "late-git-token") is None
+        assert {e.reason for e in await events_for(kube, namespace, "app")} == {"TokenMinted"}
+        assert clouds.github.live(decoded(first, "password"), "acme/app")
+        clouds.github.add_repositories(GITHUB_INSTALLATION, {"late"})  # granted to the App
+        try:
+            late = await filled(kube, namespace, "late-git-token", timeout=15)
+            assert clouds.github.live(decoded(late, "password"), "acme/late")
+        finally:
+            clouds.github.remove_repositories(GITHUB_INSTALLATION, {"late"})

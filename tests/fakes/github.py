@@ -67,6 +67,7 @@ class FakeGitHub:
     issued: dict[str, IssuedToken] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     token_requests: list[dict[str, Any]] = field(default_factory=list)
+    repository_lists: int = 0  # GET /installation/repositories answered
     url: str = ""
 
     def add_app(self, app_id: int, public_pem: bytes) -> None:
@@ -78,6 +79,10 @@ class FakeGitHub:
     def add_repositories(self, installation_id: int, repositories: set[str]) -> None:
         """Repositories newly granted to an installation (as when an org admin adds them to the App)."""
         self.installations[installation_id].repositories.update(repositories)
+
+    def remove_repositories(self, installation_id: int, repositories: set[str]) -> None:
+        """Repositories taken away from an installation (deleted, or removed from the App's installation)."""
+        self.installations[installation_id].repositories.difference_update(repositories)
 
     def fail_next(self, status: int, count: int = 1, headers: dict[str, str] | None = None) -> None:
         messages = {
@@ -202,6 +207,37 @@ class FakeGitHub:
                 )
         return self._error(404, "Not Found")
 
+    async def installation_repositories(self, request: web.Request) -> web.Response:
+        """GET /installation/repositories: what the installation of the calling installation token can reach,
+        paginated (per_page up to 100, default 30) as GitHub does."""
+        if (injected := self._injected()) is not None:
+            return injected
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").removeprefix("token ")
+        issued = self.issued.get(token)
+        if issued is None or issued.expires_at <= time.time():
+            return self._error(401, "Bad credentials")
+        self.repository_lists += 1
+        installation = self.installations[issued.installation]
+        try:
+            per_page = min(max(int(request.query.get("per_page", "30")), 1), 100)
+            page = max(int(request.query.get("page", "1")), 1)
+        except ValueError:
+            return self._error(422, "Invalid request.")
+        visible = sorted(installation.repositories)
+        if issued.repositories is not None:
+            visible = [name for name in visible if name in issued.repositories]
+        chunk = visible[(page - 1) * per_page : page * per_page]
+        return web.json_response(
+            {
+                "total_count": len(visible),
+                "repository_selection": "selected" if issued.repositories is not None else "all",
+                "repositories": [
+                    {"name": name, "full_name": f"{installation.account}/{name}", "private": True} for name in chunk
+                ],
+            }
+        )
+
     def app(self) -> web.Application:
         app = web.Application()
         for prefix in ("", "/api/v3"):  # api.github.com and GitHub Enterprise Server
@@ -209,6 +245,7 @@ class FakeGitHub:
             app.router.add_get(prefix + "/orgs/{owner}/installation", self.find_installation)
             app.router.add_get(prefix + "/users/{owner}/installation", self.find_installation)
             app.router.add_get(prefix + "/repos/{owner}/{repo}/installation", self.find_installation)
+            app.router.add_get(prefix + "/installation/repositories", self.installation_repositories)
         return app
 
 

@@ -124,6 +124,16 @@ async def status_port() -> AsyncIterator[hostile.Target]:
 async def test_the_status_ports_cap_request_heads(status_port: hostile.Target) -> None:
     """The metrics and health ports (both processes) run on the same limits: a huge head is a 431."""
     assert await hostile.huge_heads(connections=4)(status_port) == Counter({"431": 4})
+    reader, writer = await asyncio.open_connection(status_port.host, status_port.port)
+    pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 4000) for i in range(STATUS_LIMITS.max_header_bytes // 4000 + 1))
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + pad)
+    async with asyncio.timeout(2):
+        answer = await reader.read()  # the whole answer, then the server's close
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert b"Content-Length: %d" % len(body) in head
+    assert body == b"request header fields too large\n"
+    writer.transport.abort()
 
 
 async def test_the_status_ports_never_read_a_body(status_port: hostile.Target) -> None:

@@ -282,3 +282,15 @@ def test_a_small_rsa_key_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="2048 to 8192"):
         load_app_key(small)
+
+
+async def test_the_installations_reach_is_listed_page_by_page(github: GitHub, provider: GitHubProvider) -> None:
+    """What #24's isolation asks after a 422: every repository the installation reaches, 100 a page, with an
+    installation token that can read metadata only."""
+    fake, private, tls = github
+    fake.add_repositories(INSTALLATION, {f"repo-{i}" for i in range(230)})
+    data = secret_data(fake, private, tls)
+    reachable = await provider.reachable(request(data, ("id", str(INSTALLATION)), ("app", "gone")))
+    assert reachable == frozenset({"app", "infra", "docs", *(f"repo-{i}" for i in range(230))})
+    assert fake.repository_lists == 3
+    assert fake.token_requests[-1] == {"installation": INSTALLATION, "permissions": {"metadata": "read"}}

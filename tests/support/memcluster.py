@@ -18,7 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
 from common.objects import Key
-from refresher.errors import MintError
+from refresher.errors import MintError, PermanentError
 from refresher.events import EventType
 from refresher.index import Index
 from refresher.plan import MintRequest
@@ -128,14 +128,26 @@ class ScriptedProvider:
     errors: list[MintError] = field(default_factory=list)  # raised by the next mints, in order
     mints: list[MintRequest] = field(default_factory=list)  # every attempt
     issued: int = 0
+    reach: set[str] | None = None  # the installation's repositories (None: any), as GitHub checks a scope
+    listings: int = 0  # reachable() calls
 
     async def mint(self, request: MintRequest) -> Token:
         self.mints.append(request)
         if self.errors:
             raise self.errors.pop(0)
+        if self.reach is not None and request.repositories and not set(request.repositories) <= self.reach:
+            raise PermanentError(
+                "GitHub refused the token's scope (422 There is at least one repository that does not exist or is "
+                "not accessible to the parent installation.)",
+                "ScopeRefused",
+            )
         self.issued += 1
         now = self.clock()
         return Token(f"token-{self.issued}", names.GITHUB_USERNAME, now, now + self.lifetime_s)
+
+    async def reachable(self, request: MintRequest) -> frozenset[str] | None:
+        self.listings += 1
+        return frozenset(self.reach) if self.reach is not None else None
 
 
 @dataclass

@@ -342,3 +342,85 @@ async def test_seed_rfc_key_spellings_are_a_warning_event_told_once() -> None:
         'Secret "app" key githubInstallationID is the seed-RFC spelling; prefer githubAppInstallationID',
         'Secret "app" key githubPrivateKey is the seed-RFC spelling; prefer githubAppPrivateKey',
     ]
+
+
+# --- one object's unreachable repository (#24) ---------------------------------------------------------------
+
+
+def opted_in(name: str, repositories: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "labels": {names.LABEL_PROVIDER: "github"},
+            "annotations": {names.ANNOTATION_CREDENTIALS_SECRET: "app", names.ANNOTATION_REPOSITORIES: repositories},
+        },
+        "data": {},
+    }
+
+
+async def test_an_unreachable_repository_fails_only_the_object_that_names_it() -> None:
+    """Regression: the namespace's one token is scoped to every repository; GitHub refused the whole request for
+    one it cannot reach (422), and every object sharing the token was told TokenMintFailed and went without."""
+    loop = Loop(gitrepo("app"), gitrepo("infra"), gitrepo("typo"))
+    loop.provider.reach = {"app", "infra"}
+    await loop.step()  # the shared mint is refused, the installation's list says which one: planned again
+    assert loop.provider.listings == 1
+    assert loop.index.wake.is_set()
+    await loop.step()
+    assert [m.repositories for m in loop.provider.mints] == [("app", "infra", "typo"), ("app", "infra")]
+    assert loop.password("app") == loop.password("infra") == "token-1"
+    assert loop.password("typo") is None
+    assert loop.events.reasons("app") == ["TokenMinted"]
+    assert loop.events.reasons("infra") == ["TokenMinted"]
+    assert set(loop.events.reasons("typo")) == {"RepositoryUnreachable"}
+    (message,) = {m for obj, _, reason, m in loop.events.events if obj == "typo"}
+    assert "cannot reach acme/typo" in message
+    assert "acme/app" not in message  # names its own repository only
+    await loop.step(60)
+    assert len(loop.provider.mints) == 2  # not asked again until the re-check
+    assert loop.provider.listings == 1
+
+
+async def test_a_repository_granted_again_widens_the_token_at_the_recheck() -> None:
+    loop = Loop(gitrepo("app"), gitrepo("typo"))
+    loop.provider.reach = {"app"}
+    await loop.step()
+    await loop.step()
+    assert loop.password("typo") is None
+    recheck = loop.controller._config.github_recheck_s
+    await loop.step(recheck)  # still gone: listed again, and nothing else happens
+    assert (len(loop.provider.mints), loop.provider.listings) == (2, 2)
+    assert loop.password("app") == "token-1"
+    loop.provider.reach = {"app", "typo"}  # installed again
+    await loop.step(recheck)
+    assert loop.provider.mints[-1].repositories == ("app", "typo")
+    assert loop.password("typo") == loop.password("app") == "token-2"
+
+
+async def test_a_refused_permission_is_shared_by_the_objects_that_asked_for_it() -> None:
+    """A 422 with every repository reachable is about what the token asks for, which every member of one
+    token asked for alike (objects asking other permissions have tokens of their own): all are told."""
+    loop = Loop(gitrepo("app"), gitrepo("infra"))
+    loop.provider.reach = {"app", "infra"}
+    loop.provider.errors.append(PermanentError("GitHub refused the token's scope (422 ...)", "ScopeRefused"))
+    await loop.step()
+    assert loop.provider.listings == 1
+    assert loop.events.reasons("app") == ["TokenMintFailed"]
+    assert loop.events.reasons("infra") == ["TokenMintFailed"]
+
+
+async def test_an_opted_in_secret_keeps_a_token_for_its_reachable_repositories() -> None:
+    loop = Loop()
+    loop.provider.reach = {"app"}
+    loop.index.on_opt_in("ADDED", opted_in("shared", "acme/app,acme/gone"))
+    await loop.step()
+    await loop.step()
+    assert loop.provider.mints[-1].repositories == ("app",)
+    assert loop.cluster.password(NS, "shared") == "token-1"
+    (message,) = {m for obj, _, reason, m in loop.events.events if obj == "shared" and reason != "TokenMinted"}
+    assert "cannot reach acme/gone" in message
+    assert "covers its other repositories" in message

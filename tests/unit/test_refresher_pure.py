@@ -9,7 +9,7 @@ import pytest
 from common import names
 from common.backoff import Backoff
 from common.gitrepository import PolicyConfig
-from refresher.credentials import gcp_credential, github_credential
+from refresher.credentials import GitHubApp, gcp_credential, github_credential
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MAX_REPOSITORIES, github_repository, make_plan
 from refresher.schedule import renew_at, retry_at
@@ -122,6 +122,28 @@ def test_more_than_500_repositories_split_into_tokens() -> None:
     plan = make_plan([(t, credential) for t in targets if isinstance(t, Target)])  # type: ignore[misc]
     sizes = sorted(len(p.request.repositories or ()) for p in plan.tokens.values())
     assert sizes == [201, MAX_REPOSITORIES, MAX_REPOSITORIES]
+
+
+def test_unreachable_repositories_leave_the_shared_token_and_only_their_objects() -> None:
+    """The pure half of #24: repositories known to be out of reach are left out of every scope (the 500-split
+    included); an object naming only those is left out and listed, one naming others too keeps those."""
+    credential = github()
+    targets = [from_gitrepository(gitrepo(f"r{i}", f"https://github.com/acme/repo-{i}"), RULES) for i in range(1001)]
+    gone = from_gitrepository(gitrepo("gone", "https://github.com/acme/gone"), RULES)
+    pairs = [(t, credential) for t in [*targets, gone] if isinstance(t, Target)]
+    plain = make_plan(pairs)  # type: ignore[arg-type]
+    assert any("gone" in (p.request.repositories or ()) for p in plain.tokens.values())
+    assert isinstance(credential, GitHubApp)
+    out = {("apps", credential.fingerprint, ("id", "7")): frozenset({"gone", "repo-3"})}
+    plan = make_plan(pairs, unreachable=out)  # type: ignore[arg-type]
+    scopes = [set(p.request.repositories or ()) for p in plan.tokens.values()]
+    assert not any(scope & {"gone", "repo-3"} for scope in scopes)
+    assert sum(len(scope) for scope in scopes) == 1000
+    assert [(u.target.name, u.repositories, u.served) for u in plan.unreachable] == [
+        ("gone", ("acme/gone",), False),
+        ("r3", ("acme/repo-3",), False),
+    ]
+    assert {t.name for p in plan.tokens.values() for t, _ in p.members} == {f"r{i}" for i in range(1001)} - {"r3"}
 
 
 def test_permissions_and_installation_scope_change_the_token() -> None:
