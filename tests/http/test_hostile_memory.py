@@ -192,3 +192,18 @@ def test_hostile_http_fixture_is_realistic() -> None:
     body = hostile.pod_review(100_000)
     assert 99_000 < len(body) <= 100_000
     assert json.loads(body)["request"]["kind"]["kind"] == "Pod"
+
+
+async def test_malformed_requests_cannot_flood_the_logs(
+    status_port: hostile.Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logged each malformed request at ERROR with its traceback: one line a second at most now."""
+    for _ in range(50):
+        reader, writer = await asyncio.open_connection(status_port.host, status_port.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n")
+        async with asyncio.timeout(2):
+            assert (await reader.readline()).startswith(b"HTTP/1.0 400")
+        writer.transport.abort()
+    bad = [r for r in caplog.records if r.name.startswith(("aiohttp", "common.connections"))]
+    assert 1 <= len(bad) <= 2, [r.getMessage() for r in bad]
+    assert all(r.levelname == "WARNING" and r.exc_info is None for r in bad)
