@@ -69,6 +69,17 @@ def _whole(body: bytes) -> Any:
         return None
 
 
+def _again(body: bytes, response: Mapping[str, Any], *, as_update: bool) -> bytes | None:
+    """The review again, its object as the answer's patch left it (``as_update``: an UPDATE of itself)."""
+    sent = _whole(body)
+    if sent is None:
+        return None
+    request = sent["request"]
+    patched = _patched(request["object"], response)
+    changes = {"operation": "UPDATE", "oldObject": patched} if as_update else {}
+    return json.dumps({**sent, "request": {**request, "object": patched, **changes}}).encode()
+
+
 def _answer(outcome: Outcome, uid: str) -> dict[str, Any]:
     answer = json.loads(outcome.body)
     response = answer["response"]
@@ -100,13 +111,10 @@ async def review_pod_body(body: bytes, accounts: Accounts | None = None) -> str:
     if outcome.result != "patched":
         return outcome.result
     # Applied to the whole object as sent (the view decodes only part of it: the paths must hold for the whole).
-    sent = _whole(body)
-    if sent is None:
+    again = _again(body, response, as_update=False)
+    if again is None:
         return "patched"
-    whole = sent["request"]["object"]
-    again = dict(sent)
-    again["request"] = {**again["request"], "object": _patched(whole, response)}
-    second = await review_pod(admission.decode(json.dumps(again).encode(), POD_REVIEWS), CONFIG, accounts)
+    second = await review_pod(admission.decode(again, POD_REVIEWS), CONFIG, accounts)
     assert second.result != "patched", "a second pass over the mutated pod patched again"
     return "patched"
 
@@ -124,19 +132,10 @@ async def review_gitrepository_body(body: bytes) -> str:
     response = _answer(outcome, review.request.uid)
     if outcome.result != "patched":
         return outcome.result
-    sent = _whole(body)
-    if sent is None:
+    again = _again(body, response, as_update=True)
+    if again is None:
         return "patched"
-    request = sent["request"]
-    translated = _patched(request["object"], response)
-    again = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {**request, "operation": "UPDATE", "object": translated, "oldObject": translated},
-    }
-    second = await review_gitrepository(
-        admission.decode(json.dumps(again).encode(), GITREPOSITORY_REVIEWS), CONFIG, secrets
-    )
+    second = await review_gitrepository(admission.decode(again, GITREPOSITORY_REVIEWS), CONFIG, secrets)
     assert second.result != "patched", "a second pass over the translated GitRepository patched again"
     return "patched"
 
