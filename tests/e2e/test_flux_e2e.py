@@ -24,6 +24,7 @@ from kubernetes_asyncio import client
 
 from common import names
 from refresher.app import token_requester
+from refresher.events import COMPONENT
 from tests.e2e.conftest import RefresherFactory
 from tests.support.clouds import GITHUB_ACCOUNT, Clouds
 from tests.support.fluxrepos import apply, get, manifest, ready
@@ -266,8 +267,8 @@ async def test_an_unreachable_repository_does_not_stop_its_neighbours_tokens(flu
 
 
 async def reasons(kube: Kube, namespace: str, name: str) -> list[str]:
-    """The reasons of the Events on GitRepository ``name``."""
+    """The reasons of our Events on GitRepository ``name`` (source-controller's own are left out)."""
     listed = await client.CoreV1Api(kube.api).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=GitRepository"
     )
-    return [e.reason for e in listed.items]
+    return [e.reason for e in listed.items if e.reporting_component == COMPONENT]
