@@ -35,7 +35,7 @@ flux: ## Build Flux's source-controller from its Go module, per version in FLUX_
 
 # A real one-node cluster (tests/support/node.py): kubelet & co. from the same Go module as the control plane,
 # containerd, runc and the CNI plugins from Debian's packages; images built here (no registry is reachable).
-NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack podman mmdebstrap uidmap
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack podman mmdebstrap uidmap tinyproxy
 IMAGE_BASE ?= local
 
 .PHONY: node-deps

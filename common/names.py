@@ -76,6 +76,11 @@ KEY_GITHUB_INSTALLATION_OWNER: Final = ("githubAppInstallationOwner",)
 KEY_GITHUB_PRIVATE_KEY: Final = ("githubAppPrivateKey", "githubPrivateKey")
 KEY_GITHUB_BASE_URL: Final = ("githubAppBaseURL", "githubApiURL")
 KEY_GCP_SERVICE_ACCOUNT: Final = ("gcpServiceAccount",)
+# A proxy Secret (spec.proxySecretRef), Flux's format
+KEY_PROXY_ADDRESS: Final = "address"
+KEY_PROXY_USERNAME: Final = "username"
+KEY_PROXY_PASSWORD: Final = "password"
+KEYS_PROXY: Final = (KEY_PROXY_ADDRESS, KEY_PROXY_USERNAME, KEY_PROXY_PASSWORD)
 
 # Seed-RFC spellings: accepted, but the webhook warns and suggests Flux's.
 SEED_RFC_SPELLINGS: Final = {

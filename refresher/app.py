@@ -146,7 +146,8 @@ class Refresher:
 async def serve(config: RefresherConfig, stop: asyncio.Event) -> None:
     # writers + 3 watches per scope + event workers + a little headroom
     api = await api_client(config.kubeconfig, config.write_concurrency + 3 * max(len(config.namespaces), 1) + 8)
-    async with api, aiohttp.ClientSession() as session:
+    # trust_env: GitHub calls honour HTTPS_PROXY / NO_PROXY as the Google (requests) and Entra (azure-core) ones do
+    async with api, aiohttp.ClientSession(trust_env=True) as session:
         refresher = Refresher(config, api, session)
         status = await httpserver.start(refresher.status_routes(), *config.listen, STATUS_LIMITS)
         log.info("refresher started", extra={"identity": config.identity, "leader_elect": config.leader_elect})

@@ -32,6 +32,7 @@ from common.times import rfc3339
 from refresher import metrics
 from refresher.cluster import Cluster
 from refresher.config import RefresherConfig
+from refresher.credentials import Proxy
 from refresher.errors import MintError
 from refresher.events import Reporter
 from refresher.index import Index
@@ -40,7 +41,7 @@ from refresher.providers import ListsRepositories, Provider
 from refresher.providers.github import GitHubProvider
 from refresher.schedule import TokenState
 from refresher.sources import Sources
-from refresher.targets import Invalid, Target
+from refresher.targets import Invalid, Target, TargetKey
 from refresher.writer import Job, Writer
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,13 @@ class Controller:
         targets = list(self._targets())
         await self._sources.refresh(targets, now)
         await self._recheck_unreachable(now)
+        proxies: dict[TargetKey, Proxy] = {}
         plan = make_plan(
-            await self._pairs(targets, now),
+            await self._pairs(targets, now, proxies),
             self._config.github_token_scope,
             self._config.gcp_scopes,
             unreachable={key: entry.repositories for key, entry in self.unreachable.items()},
+            proxies=proxies,
         )
         self._report_unreachable(plan)
         due = {key: planned for key, planned in plan.tokens.items() if self._state(planned, now).due(now)}
@@ -167,14 +170,20 @@ class Controller:
             else:
                 yield item
 
-    async def _pairs(self, targets: list[Target], now: float) -> list[Pair]:
+    async def _pairs(self, targets: list[Target], now: float, proxies: dict[TargetKey, Proxy]) -> list[Pair]:
+        """Each target with its credential (and, in ``proxies``, the proxy its mints go through)."""
         pairs: list[Pair] = []
         for target in targets:
             try:
                 credential = await self._sources.credential_for(target, now)
+                proxy = self._sources.proxy_for(target)
             except MintError as err:
                 self._reporter.mint_failed(target, err)
                 continue
+            if proxy is False:
+                continue  # its proxy Secret could not be read yet: the next pass asks again
+            if isinstance(proxy, Proxy):
+                proxies[target.key] = proxy
             if credential is not None:
                 pairs.append((target, credential))
                 for warning in self._sources.warnings(target):

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from common import names
 from refresher.errors import PermanentError
@@ -33,6 +34,7 @@ USED_KEYS: frozenset[str] = frozenset(
         *names.KEY_GITHUB_BASE_URL,
         *names.KEY_GCP_SERVICE_ACCOUNT,
         *names.TLS_KEYS_COPIED,
+        *names.KEYS_PROXY,
     ]
 )
 MAX_VALUE_BYTES = 64 * 1024  # an 8192-bit PEM key is ~6.5 KB, a service-account key file ~2.4 KB
@@ -117,6 +119,46 @@ class AzureIdentity:
 
 
 Credential = GitHubApp | GcpKey | AzureIdentity
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A GitRepository's ``spec.proxySecretRef`` in Flux's format (``address``, optional ``username`` and
+    ``password``): the mints of that object's token go through it, as Flux's own GitHub App calls do."""
+
+    address: str  # http(s)://host:port, no credentials in it (they are never put in a message)
+    username: str = field(repr=False, default="")
+    password: str = field(repr=False, default="")
+    fingerprint: str = ""
+
+    def url(self) -> str:
+        """The address with the credentials in it, for clients that take a proxy URL (never logged)."""
+        if not self.username:
+            return self.address
+        parts = urlsplit(self.address)
+        auth = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}@"
+        return urlunsplit((parts.scheme, auth + parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def proxy_from_secret(data: Mapping[str, bytes], secret: str) -> Proxy:
+    """Flux's proxy Secret format, checked: errors name the Secret and the key, never a value."""
+    address = data.get(names.KEY_PROXY_ADDRESS, b"").decode("utf-8", "replace").strip()
+    if not address:
+        raise PermanentError(
+            f'proxy Secret "{secret}" lacks {names.KEY_PROXY_ADDRESS} (spec.proxySecretRef: Flux\'s format is '
+            "address, and optional username and password)",
+            "InvalidProxy",
+        )
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise PermanentError(
+            f'proxy Secret "{secret}" key {names.KEY_PROXY_ADDRESS} must be an http:// or https:// URL with a host '
+            "and no credentials in it (put them in username and password)",
+            "InvalidProxy",
+        )
+    username = data.get(names.KEY_PROXY_USERNAME, b"").decode("utf-8", "replace")
+    password = data.get(names.KEY_PROXY_PASSWORD, b"").decode("utf-8", "replace")
+    return Proxy(address, username, password, _fingerprint("proxy", address, username, password))
 
 
 def _tls(data: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from common import names
-from refresher.credentials import AzureIdentity, Credential, GcpKey, GitHubApp
+from refresher.credentials import AzureIdentity, Credential, GcpKey, GitHubApp, Proxy
 from refresher.targets import Target, TargetKey
 
 MAX_REPOSITORIES = 500
@@ -63,6 +63,7 @@ class MintRequest:
     repositories: tuple[str, ...] | None = None  # github: repo names; None = the whole installation
     permissions: tuple[tuple[str, str], ...] = ()
     scopes: tuple[str, ...] = ()  # gcp / azure OAuth scopes
+    proxy: Proxy | None = None  # the targets' spec.proxySecretRef: the mint goes through it
 
 
 Pair = tuple[Target, Credential]
@@ -121,13 +122,22 @@ def make_plan(
     gcp_scopes: tuple[str, ...] = (names.GCP_DEFAULT_SCOPE,),
     azure_scope: str = names.AZURE_DEVOPS_SCOPE,
     unreachable: Mapping[InstallationKey, frozenset[str]] | None = None,
+    proxies: Mapping[TargetKey, Proxy] | None = None,
 ) -> Plan:
     """``unreachable``: repositories known to be out of an installation's reach. They are left out of every
     token's scope, so one object naming a deleted or uninstalled repository does not fail the token it would
     otherwise share; that object alone is listed in ``Plan.unreachable`` (and gets no token if it names nothing
-    else)."""
+    else).
+
+    ``proxies``: the proxy each target's mints go through (``spec.proxySecretRef``); targets behind different
+    proxies (or none) never share a token request, so each mint goes the way its objects' traffic may go."""
     tokens: dict[MintKey, PlannedToken] = {}
     refused: list[Unreachable] = []
+    proxies = proxies or {}
+
+    def via(target: Target) -> tuple[Proxy | None, tuple[str, ...]]:
+        proxy = proxies.get(target.key)
+        return proxy, ((f"proxy={proxy.fingerprint}",) if proxy is not None else ())
 
     def assign(request: MintRequest, pair: Pair) -> None:
         planned = tokens.get(request.key)
@@ -136,7 +146,7 @@ def make_plan(
         planned.add(pair)
 
     # github targets are grouped first: their scope depends on every target sharing the credential
-    github_groups: dict[tuple[str, str, tuple[str, str] | None, tuple[tuple[str, str], ...]], list[Pair]]
+    github_groups: dict[tuple[str, str, tuple[str, str] | None, tuple[tuple[str, str], ...], Proxy | None], list[Pair]]
     github_groups = defaultdict(list)
     for target, credential in sorted(targets, key=lambda tc: tc[0].key):
         if isinstance(credential, GitHubApp):
@@ -146,15 +156,17 @@ def make_plan(
             if locator and locator[0] == "repo":
                 locator = ("repo-owner", locator[1].split("/")[0])
             permissions = tuple(sorted(target.permissions.items()))
-            group = (target.namespace, credential.fingerprint, locator, permissions)
+            group = (target.namespace, credential.fingerprint, locator, permissions, proxies.get(target.key))
             github_groups[group].append((target, credential))
         elif isinstance(credential, GcpKey):
-            key = MintKey(names.PROVIDER_GCP, target.namespace, credential.fingerprint, gcp_scopes)
-            assign(MintRequest(key, credential, scopes=gcp_scopes), (target, credential))
+            proxy, through = via(target)
+            key = MintKey(names.PROVIDER_GCP, target.namespace, credential.fingerprint, (*gcp_scopes, *through))
+            assign(MintRequest(key, credential, scopes=gcp_scopes, proxy=proxy), (target, credential))
         elif isinstance(credential, AzureIdentity):
-            key = MintKey(names.PROVIDER_AZURE, target.namespace, credential.fingerprint, (azure_scope,))
-            assign(MintRequest(key, credential, scopes=(azure_scope,)), (target, credential))
-    for (namespace, fingerprint, locator, permissions), members in github_groups.items():
+            proxy, through = via(target)
+            key = MintKey(names.PROVIDER_AZURE, target.namespace, credential.fingerprint, (azure_scope, *through))
+            assign(MintRequest(key, credential, scopes=(azure_scope,), proxy=proxy), (target, credential))
+    for (namespace, fingerprint, locator, permissions, proxy), members in github_groups.items():
         credential = members[0][1]
         assert isinstance(credential, GitHubApp)
         installation = _installation(locator, members)
@@ -168,11 +180,12 @@ def make_plan(
             scope_key = (
                 *(f"{k}={v}" for k, v in permissions),
                 f"installation={installation[0]}:{installation[1]}" if installation else "installation=?",
+                *((f"proxy={proxy.fingerprint}",) if proxy is not None else ()),
                 *scope,
             )
             key = MintKey(names.PROVIDER_GITHUB, namespace, fingerprint, scope_key)
             request = MintRequest(
-                key, credential, installation=installation, repositories=repos, permissions=permissions
+                key, credential, installation=installation, repositories=repos, permissions=permissions, proxy=proxy
             )
             for pair in chunk_members:
                 assign(request, pair)

@@ -20,7 +20,16 @@ from common.kube import TRANSPORT_ERRORS
 from common.objects import Key, meta
 from refresher.cluster import Cluster
 from refresher.config import RefresherConfig
-from refresher.credentials import Credential, GcpKey, azure_identity, decode_data, gcp_credential, github_credential
+from refresher.credentials import (
+    Credential,
+    GcpKey,
+    Proxy,
+    azure_identity,
+    decode_data,
+    gcp_credential,
+    github_credential,
+    proxy_from_secret,
+)
 from refresher.errors import MintError, PermanentError, TemporaryError
 from refresher.targets import Target
 
@@ -36,7 +45,7 @@ class CredentialData:
     def __init__(self, data: dict[str, bytes], name: str) -> None:
         self.data = data
         self.name = name
-        self._parsed: dict[str, Credential | MintError] = {}
+        self._parsed: dict[str, Credential | Proxy | MintError] = {}
         self._warnings: dict[str, list[str]] = {}
 
     def warnings(self, provider: str) -> list[str]:
@@ -44,6 +53,19 @@ class CredentialData:
         if found is None:
             found = self._warnings[provider] = secret_warnings(provider, self.name, frozenset(self.data))
         return found
+
+    def proxy(self) -> Proxy:
+        result = self._parsed.get("proxy")
+        if result is None:
+            try:
+                result = proxy_from_secret(self.data, self.name)
+            except MintError as err:
+                result = err
+            self._parsed["proxy"] = result
+        if isinstance(result, MintError):
+            raise result
+        assert isinstance(result, Proxy)
+        return result
 
     def parsed(self, provider: str) -> Credential:
         result = self._parsed.get(provider)
@@ -58,6 +80,7 @@ class CredentialData:
             self._parsed[provider] = result
         if isinstance(result, MintError):
             raise result
+        assert not isinstance(result, Proxy)
         return result
 
 
@@ -90,7 +113,7 @@ class Sources:
     async def refresh(self, targets: Iterable[Target], now: float) -> None:
         """Read every credentials Secret these targets name that is not cached or is due a re-read; forget
         the ones no target names any more."""
-        wanted = {(t.namespace, t.credentials) for t in targets if t.credentials}
+        wanted = {(t.namespace, name) for t in targets for name in (t.credentials, t.proxy_secret) if name}
         stale = [
             key for key in wanted if (entry := self._credentials.get(key)) is None or self._stale(entry.read_at, now)
         ]
@@ -137,6 +160,26 @@ class Sources:
         if isinstance(credential, GcpKey) and credential.info.get("type") == "external_account":
             self._check_identity_namespace(target, "a GCP external_account")
         return credential
+
+    def proxy_for(self, target: Target) -> Proxy | bool | None:
+        """The proxy the target's mints go through (its ``spec.proxySecretRef``), None when it names none, False
+        when its Secret could not be read yet (the next pass asks again); raises ``InvalidProxy`` or
+        ``ProxyNotFound`` to report on the target."""
+        if not target.proxy_secret:
+            return None
+        entry = self._credentials.get((target.namespace, target.proxy_secret))
+        if entry is None:
+            return False
+        if entry.error is not None:
+            if entry.error.reason == "CredentialsNotFound":
+                raise PermanentError(
+                    f'proxy Secret "{target.proxy_secret}" (spec.proxySecretRef) not found in namespace '
+                    f'"{target.namespace}"',
+                    "ProxyNotFound",
+                )
+            raise entry.error
+        assert entry.data is not None
+        return entry.data.proxy()
 
     def warnings(self, target: Target) -> list[str]:
         """Soft problems of the target's credentials Secret (seed-RFC key spellings): Warning Events."""

@@ -62,6 +62,7 @@ class Target:
     consumer_window_s: float = 0.0  # renew at least this long before expiry
     permissions: Mapping[str, str] = field(default_factory=dict)
     service_account: str | None = None  # azure per-object identity
+    proxy_secret: str | None = None  # spec.proxySecretRef.name: the mints of its token go through that proxy
     shard_labels: tuple[tuple[str, str], ...] = ()  # carried onto the output Secret (refresher.sharding)
 
     @functools.cached_property
@@ -143,6 +144,7 @@ MAX_FIELD_BYTES: Mapping[str, int] = {
     f"metadata.annotations[{names.ANNOTATION_SERVICE_ACCOUNT}]": MAX_NAME,
     "spec.serviceAccountName": MAX_NAME,
     "spec.secretRef.name": MAX_NAME,
+    "spec.proxySecretRef.name": MAX_NAME,
 }
 MAX_MESSAGE = 1024  # an Invalid's message (what its Warning Event says)
 
@@ -154,6 +156,7 @@ def _oversized(metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> FieldErr
         "spec.url": spec.get("url"),
         "spec.serviceAccountName": spec.get("serviceAccountName"),
         "spec.secretRef.name": ref.get("name") if isinstance(ref, Mapping) else None,
+        "spec.proxySecretRef.name": _proxy_secret(spec),
     }
     for path in MAX_FIELD_BYTES:
         if path.startswith("metadata.annotations["):
@@ -162,6 +165,12 @@ def _oversized(metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> FieldErr
         if isinstance(value, str) and len(value) > MAX_FIELD_BYTES[path]:
             return FieldError(path, "Too long", f"must have at most {MAX_FIELD_BYTES[path]} bytes ({len(value)} given)")
     return None
+
+
+def _proxy_secret(spec: Mapping[str, Any]) -> str | None:
+    ref = spec.get("proxySecretRef")
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _invalid(kind: Kind, namespace: str, name: str, uid: str, reason: str, message: str) -> Invalid:
@@ -210,6 +219,7 @@ def from_gitrepository(obj: Mapping[str, Any], rules: Rules) -> Target | Invalid
         consumer_window_s=2 * (interval + timeout),
         permissions=permissions,
         service_account=annotations.get(names.ANNOTATION_SERVICE_ACCOUNT) or spec.get("serviceAccountName") or None,
+        proxy_secret=_proxy_secret(spec),
         shard_labels=shard_labels(metadata.get("labels") or {}, rules.shard_keys) if rules.shard_keys else (),
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from common import names
-from refresher.credentials import AzureIdentity
+from refresher.credentials import AzureIdentity, Proxy
 from refresher.errors import MintError, PermanentError, TemporaryError
 from refresher.plan import MintRequest
 from refresher.providers import Token
@@ -48,17 +48,27 @@ class AzureProvider:
         if connection_verify:
             self._kwargs["connection_verify"] = connection_verify
         self._clock = clock
-        self._own: Any = None
+        self._own: dict[str, Any] = {}  # proxy fingerprint ("": none) -> the refresher's own credential
 
-    def _own_credential(self) -> Any:
-        if self._own is None:
+    def _own_credential(self, proxy: Proxy | None) -> Any:
+        key = proxy.fingerprint if proxy is not None else ""
+        own = self._own.get(key)
+        if own is None:
             from azure.identity.aio import ManagedIdentityCredential, WorkloadIdentityCredential
 
+            kwargs = self._with(proxy)
             if os.environ.get("AZURE_FEDERATED_TOKEN_FILE"):
-                self._own = WorkloadIdentityCredential(authority=self._authority, **self._kwargs)
+                own = WorkloadIdentityCredential(authority=self._authority, **kwargs)
             else:
-                self._own = ManagedIdentityCredential(**self._kwargs)
-        return self._own
+                own = ManagedIdentityCredential(**kwargs)
+            self._own[key] = own
+        return own
+
+    def _with(self, proxy: Proxy | None) -> dict[str, Any]:
+        """The credential's settings; an object's proxy as azure-core takes it (else the environment's)."""
+        if proxy is None:
+            return self._kwargs
+        return {**self._kwargs, "proxies": {"https": proxy.url(), "http": proxy.url()}}
 
     async def mint(self, request: MintRequest) -> Token:
         identity = request.credential
@@ -69,9 +79,9 @@ class AzureProvider:
         issued = self._clock()
         try:
             if identity.service_account is None:
-                access = await self._own_credential().get_token(*request.scopes)
+                access = await self._own_credential(request.proxy).get_token(*request.scopes)
             else:
-                access = await self._as_service_account(identity, request.scopes)
+                access = await self._as_service_account(identity, request.scopes, request.proxy)
         except MintError:
             raise
         except CredentialUnavailableError as err:
@@ -93,7 +103,9 @@ class AzureProvider:
             raise TemporaryError(f"Entra ID unreachable: {type(err).__name__}", "Unreachable") from None
         return Token(access.token, self._username, issued, float(access.expires_on))
 
-    async def _as_service_account(self, identity: AzureIdentity, scopes: tuple[str, ...]) -> Any:
+    async def _as_service_account(
+        self, identity: AzureIdentity, scopes: tuple[str, ...], proxy: Proxy | None = None
+    ) -> Any:
         assert identity.service_account is not None
         assert identity.client_id
         tenant = identity.tenant_id or self._tenant_id
@@ -107,14 +119,14 @@ class AzureProvider:
         from azure.identity.aio import ClientAssertionCredential
 
         credential = ClientAssertionCredential(
-            tenant, identity.client_id, lambda: assertion, authority=self._authority, **self._kwargs
+            tenant, identity.client_id, lambda: assertion, authority=self._authority, **self._with(proxy)
         )
         async with credential:
             return await credential.get_token(*scopes)
 
     async def close(self) -> None:
-        if self._own is not None:
-            await self._own.close()
+        for own in self._own.values():
+            await own.close()
 
 
 def _aad_code(err: ClientAuthenticationError) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from refresher.credentials import GcpKey
+from refresher.credentials import GcpKey, Proxy
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
 from refresher.providers import Token
@@ -42,7 +42,8 @@ class GcpProvider:
         sts_url: str = GOOGLE_STS_URL,
     ) -> None:
         self._clock = clock
-        self._session: requests.Session | None = None
+        # proxy fingerprint ("": none, the environment's HTTPS_PROXY / NO_PROXY) -> its session (pooled connections)
+        self._sessions: dict[str, requests.Session] = {}
         self._timeout = timeout_s
         self._token_urls = token_urls
         self._sts_url = sts_url
@@ -92,13 +93,19 @@ class GcpProvider:
                 "InvalidKey",
             ) from None
 
-    def _refresh(self, credentials: Any) -> None:
+    def _refresh(self, credentials: Any, proxy: Proxy | None) -> None:
         import google.auth.transport.requests
         import requests
 
-        if self._session is None:
-            self._session = requests.Session()
-        request = google.auth.transport.requests.Request(self._session)
+        key = proxy.fingerprint if proxy is not None else ""
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = requests.Session()
+            if proxy is not None:
+                # The object's proxy, whatever the environment says (requests would let HTTPS_PROXY win)
+                session.trust_env = False
+                session.proxies = {"https": proxy.url(), "http": proxy.url()}
+        request = google.auth.transport.requests.Request(session)
         credentials.refresh(request)
 
     async def mint(self, request: MintRequest) -> Token:
@@ -111,12 +118,18 @@ class GcpProvider:
         issued = self._clock()
         try:
             async with asyncio.timeout(self._timeout):
-                await asyncio.to_thread(self._refresh, credentials)
+                await asyncio.to_thread(self._refresh, credentials, request.proxy)
         except TimeoutError:
             raise TemporaryError("Google token endpoint timed out", "Unreachable") from None
         except google.auth.exceptions.RefreshError as err:
             raise _refresh_error(err) from None
         except (google.auth.exceptions.TransportError, requests.RequestException) as err:
+            # type names only: a ProxyError's text quotes the proxy URL, credentials included
+            cause = err.args[0] if isinstance(err, google.auth.exceptions.TransportError) and err.args else err
+            if isinstance(cause, requests.exceptions.ProxyError):
+                raise TemporaryError(
+                    "Google token endpoint unreachable: the proxy failed", "ProxyUnreachable"
+                ) from None
             raise TemporaryError(f"Google token endpoint unreachable: {type(err).__name__}", "Unreachable") from None
         expiry = credentials.expiry
         if not credentials.token or expiry is None:

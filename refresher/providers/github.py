@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from common import names
 from common.times import parse_rfc3339
-from refresher.credentials import GITHUB_DEFAULT_API, GitHubApp
+from refresher.credentials import GITHUB_DEFAULT_API, GitHubApp, Proxy
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
 from refresher.providers import Token
@@ -104,7 +104,7 @@ class GitHubProvider:
                 f"(--github-api-urls: {', '.join(sorted(self._api_urls))}): ask the cluster admin to allow it",
                 "ApiNotAllowed",
             )
-        installation = await self._installation_id(credential, request.installation, app_jwt)
+        installation = await self._installation_id(credential, request.installation, app_jwt, request.proxy)
         body: dict[str, Any] = {"permissions": dict(request.permissions)}
         if request.repositories is not None:
             body["repositories"] = list(request.repositories)
@@ -115,6 +115,7 @@ class GitHubProvider:
             app_jwt,
             body,
             credential=credential,
+            proxy=request.proxy,
         )
         if status == 404:
             self._forget(credential, request.installation)
@@ -135,13 +136,14 @@ class GitHubProvider:
         credential = request.credential
         assert isinstance(credential, GitHubApp)
         app_jwt = self.app_jwt(credential)
-        installation = await self._installation_id(credential, request.installation, app_jwt)
+        installation = await self._installation_id(credential, request.installation, app_jwt, request.proxy)
         status, headers, data = await self._call(
             "POST",
             f"{credential.api_base}/app/installations/{installation}/access_tokens",
             app_jwt,
             {"permissions": {"metadata": "read"}},
             credential=credential,
+            proxy=request.proxy,
         )
         if status != 201 or not isinstance(data, dict) or not isinstance(data.get("token"), str):
             raise self._error(status, headers, data, credential, None, installation)
@@ -153,6 +155,7 @@ class GitHubProvider:
                 f"{credential.api_base}/installation/repositories?per_page=100&page={page}",
                 token,
                 credential=credential,
+                proxy=request.proxy,
             )
             if status != 200 or not isinstance(data, dict):
                 raise self._error(status, headers, data, credential, None, installation)
@@ -166,7 +169,9 @@ class GitHubProvider:
         if locator:
             self._installations.pop((credential.fingerprint, *locator), None)
 
-    async def _installation_id(self, credential: GitHubApp, locator: tuple[str, str] | None, app_jwt: str) -> str:
+    async def _installation_id(
+        self, credential: GitHubApp, locator: tuple[str, str] | None, app_jwt: str, proxy: Proxy | None = None
+    ) -> str:
         if locator is None:
             raise PermanentError(
                 "cannot tell which installation to use: set githubAppInstallationID (or githubAppInstallationOwner) "
@@ -186,7 +191,9 @@ class GitHubProvider:
             paths = [f"/repos/{value}/installation"]
             hint = f"the repository {value}"
         for path in paths:
-            status, headers, data = await self._call("GET", credential.api_base + path, app_jwt, credential=credential)
+            status, headers, data = await self._call(
+                "GET", credential.api_base + path, app_jwt, credential=credential, proxy=proxy
+            )
             if status == 200 and isinstance(data, dict) and "id" in data:
                 found = str(data["id"])
                 self._installations[cache_key] = found
@@ -217,9 +224,18 @@ class GitHubProvider:
         return context
 
     async def _call(
-        self, method: str, url: str, bearer: str, body: dict[str, Any] | None = None, *, credential: GitHubApp
+        self,
+        method: str,
+        url: str,
+        bearer: str,
+        body: dict[str, Any] | None = None,
+        *,
+        credential: GitHubApp,
+        proxy: Proxy | None = None,
     ) -> tuple[int, dict[str, str], Any]:
-        """One API call, authenticated as the App (its JWT) or as an installation (a token)."""
+        """One API call, authenticated as the App (its JWT) or as an installation (a token); through the object's
+        proxy (spec.proxySecretRef) when it names one, else as the environment says (HTTPS_PROXY, NO_PROXY: the
+        session trusts it)."""
         headers = {
             "Accept": "application/vnd.github+json",
             "Authorization": f"Bearer {bearer}",
@@ -227,14 +243,23 @@ class GitHubProvider:
             "User-Agent": "flux-passwordless",
         }
         try:
+            via: dict[str, Any] = {}
+            if proxy is not None:
+                via["proxy"] = proxy.address
+                if proxy.username:
+                    via["proxy_auth"] = aiohttp.BasicAuth(proxy.username, proxy.password)
             async with self._session.request(
-                method, url, json=body, headers=headers, timeout=self._timeout, ssl=self._ssl_for(credential)
+                method, url, json=body, headers=headers, timeout=self._timeout, ssl=self._ssl_for(credential), **via
             ) as resp:
                 try:
                     data = await resp.json(content_type=None)
                 except ValueError:
                     data = None
                 return resp.status, dict(resp.headers), data
+        except aiohttp.ClientProxyConnectionError:
+            raise TemporaryError("GitHub API unreachable: no connection to the proxy", "ProxyUnreachable") from None
+        except aiohttp.ClientHttpProxyError as err:
+            raise TemporaryError(f"GitHub API unreachable: the proxy answered {err.status}", "ProxyRefused") from None
         except (TimeoutError, aiohttp.ClientError) as err:
             raise TemporaryError(f"GitHub API unreachable: {type(err).__name__}", "Unreachable") from None
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -24,6 +28,39 @@ async def clouds(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
 
 
 RefresherFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Refresher]"]
+ProcessFactory = Callable[..., "contextlib.AbstractContextManager[subprocess.Popen[bytes]]"]
+
+
+@pytest.fixture
+def refresher_process(kube: Kube, clouds: Clouds, namespace: str, tmp_path: Path) -> ProcessFactory:
+    """``python -m refresher`` as users run it, on this test's namespace (its stderr in tmp_path/refresher.log):
+    for what only a process shows (its memory, its environment)."""
+
+    @contextlib.contextmanager
+    def start(
+        *extra: str, env: dict[str, str] | None = None, kubeconfig: Path | None = None
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        argv = [
+            sys.executable,
+            "-m",
+            "refresher",
+            f"--namespaces={namespace}",
+            f"--namespace={namespace}",
+            f"--listen=127.0.0.1:{free_port()}",
+            "--log-level=info",
+            *clouds.refresher_args(),
+            *extra,
+        ]
+        environment = {**os.environ, "KUBECONFIG": str(kubeconfig or kube.kubeconfig), **(env or {})}
+        with (tmp_path / "refresher.log").open("ab") as log:
+            proc = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+    return start
 
 
 @pytest.fixture

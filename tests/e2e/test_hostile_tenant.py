@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
 
 from common import names
+from tests.e2e.conftest import ProcessFactory
 from tests.support import hostile
 from tests.support.clouds import Clouds
-from tests.support.controlplane import free_port
 from tests.support.gitrepos import GROUP, PLURAL, VERSION, create_gitrepository, create_secret, events_for, filled
 from tests.support.kube import Kube, eventually
 
@@ -54,7 +52,7 @@ async def _warning(kube: Kube, namespace: str, name: str, reason: str) -> client
 # aiohttp warns that a 1 MiB body sent as bytes may hold the loop: here that is the test client's own business.
 @pytest.mark.filterwarnings("ignore:Sending a large body:ResourceWarning")
 async def test_a_hostile_tenant_cannot_push_the_refresher_past_its_limit(
-    kube: Kube, clouds: Clouds, namespace: str
+    kube: Kube, clouds: Clouds, namespace: str, refresher_process: ProcessFactory
 ) -> None:
     core = client.CoreV1Api(kube.api)
     junk = os.urandom(MIB - 4096)
@@ -97,23 +95,7 @@ async def test_a_hostile_tenant_cannot_push_the_refresher_past_its_limit(
     await create_secret(kube, namespace, "github-app", github)
     await create_gitrepository(kube, namespace, "app", "github", clouds.repo_url("acme/app"), "github-app")
 
-    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "refresher",
-            f"--namespaces={namespace}",
-            f"--namespace={namespace}",
-            f"--listen=127.0.0.1:{free_port()}",
-            "--log-level=warning",
-            *clouds.refresher_args(),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with refresher_process("--log-level=warning") as proc:
         await filled(kube, namespace, "app-git-token", timeout=90)
         await filled(kube, namespace, "named-0-git-token", timeout=30)  # a 1 MiB credentials Secret still serves
         too_large = await eventually(
@@ -130,9 +112,6 @@ async def test_a_hostile_tenant_cannot_push_the_refresher_past_its_limit(
         print(f"\nrefresher under a hostile tenant (~250 MB of objects): peak RSS {peak:.0f} MB")
         assert proc.poll() is None
         assert peak < BOUND_MB < CONTAINER_LIMIT_MB * 0.6, f"peak {peak:.0f} MB"
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        custom = client.CustomObjectsApi(kube.api)
-        await custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        await core.delete_collection_namespaced_secret(namespace)
+    custom = client.CustomObjectsApi(kube.api)  # 250 MB in etcd: not left for the tests after this one
+    await custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    await core.delete_collection_namespaced_secret(namespace)

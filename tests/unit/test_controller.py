@@ -416,11 +416,11 @@ async def test_a_refused_permission_is_shared_by_the_objects_that_asked_for_it()
 async def test_an_opted_in_secret_keeps_a_token_for_its_reachable_repositories() -> None:
     loop = Loop()
     loop.provider.reach = {"app"}
-    loop.index.on_opt_in("ADDED", opted_in("shared", "acme/app,acme/gone"))
+    loop.index.on_opt_in("ADDED", opted_in("argo", "acme/app,acme/gone"))
     await loop.step()
     await loop.step()
     assert loop.provider.mints[-1].repositories == ("app",)
-    assert loop.cluster.password(NS, "shared") == "token-1"
-    (message,) = {m for obj, _, reason, m in loop.events.events if obj == "shared" and reason != "TokenMinted"}
+    assert loop.cluster.password(NS, "argo") == "token-1"
+    (message,) = {m for obj, _, reason, m in loop.events.events if obj == "argo" and reason != "TokenMinted"}
     assert "cannot reach acme/gone" in message
     assert "covers its other repositories" in message

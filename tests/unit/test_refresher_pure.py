@@ -279,3 +279,38 @@ def test_a_bad_credentials_name_on_an_opted_in_secret_is_refused() -> None:
     assert result.message.startswith(
         'metadata.annotations[flux-passwordless.io/credentials-secret]: Invalid value: "t1/app"'
     )
+
+
+def test_objects_behind_different_proxies_never_share_a_token_request() -> None:
+    from refresher.credentials import proxy_from_secret
+
+    credential = github()
+    a = from_gitrepository(gitrepo("a", "https://github.com/acme/a"), RULES)
+    b = from_gitrepository(gitrepo("b", "https://github.com/acme/b"), RULES)
+    assert isinstance(a, Target)
+    assert isinstance(b, Target)
+    proxy = proxy_from_secret({"address": b"http://proxy.corp:3128", "username": b"u", "password": b"p@ss"}, "egress")
+    plan = make_plan([(a, credential), (b, credential)], proxies={a.key: proxy})  # type: ignore[list-item]
+    requests = sorted(plan.tokens.values(), key=lambda p: p.members[0][0].name)
+    assert [p.request.proxy for p in requests] == [proxy, None]
+    assert [p.request.repositories for p in requests] == [("a",), ("b",)]
+    assert proxy.url() == "http://u:p%40ss@proxy.corp:3128"
+    assert "p@ss" not in repr(proxy)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, 'proxy Secret "egress" lacks address'),
+        ({"address": b"proxy.corp:3128"}, "must be an http:// or https:// URL"),
+        ({"address": b"http://u:secret@proxy.corp:3128"}, "no credentials in it"),
+    ],
+)
+def test_a_proxy_secret_is_checked_and_its_values_never_told(data: dict[str, bytes], message: str) -> None:
+    from refresher.credentials import proxy_from_secret
+    from refresher.errors import PermanentError
+
+    with pytest.raises(PermanentError) as err:
+        proxy_from_secret(data, "egress")
+    assert message in str(err.value)
+    assert "secret" not in str(err.value).replace("Secret", "")
