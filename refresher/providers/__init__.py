@@ -30,3 +30,17 @@ class ListsRepositories(Protocol):
     an installation reaches (None: it cannot tell)."""
 
     async def reachable(self, request: MintRequest) -> frozenset[str] | None: ...
+
+
+def proxy_failed(err: BaseException) -> bool:
+    """Whether a transport error came from the proxy (the SDKs wrap it: requests' ProxyError inside google-auth's
+    TransportError, aiohttp's ClientProxyConnectionError inside azure-core's ServiceRequestError)."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        if "Proxy" in type(seen).__name__:
+            return True
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or inner
+    return False

@@ -18,7 +18,7 @@ from common import names
 from refresher.credentials import AzureIdentity, Proxy
 from refresher.errors import MintError, PermanentError, TemporaryError
 from refresher.plan import MintRequest
-from refresher.providers import Token
+from refresher.providers import Token, proxy_failed
 
 if TYPE_CHECKING:
     from azure.core.exceptions import ClientAuthenticationError
@@ -100,6 +100,8 @@ class AzureProvider:
                 "Unauthorized",
             ) from None
         except (ServiceRequestError, HttpResponseError, OSError) as err:
+            if proxy_failed(err):
+                raise TemporaryError("Entra ID unreachable: no connection to the proxy", "ProxyUnreachable") from None
             raise TemporaryError(f"Entra ID unreachable: {type(err).__name__}", "Unreachable") from None
         return Token(access.token, self._username, issued, float(access.expires_on))
 

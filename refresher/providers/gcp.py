@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from refresher.credentials import GcpKey, Proxy
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
-from refresher.providers import Token
+from refresher.providers import Token, proxy_failed
 
 if TYPE_CHECKING:
     import google.auth.exceptions
@@ -125,8 +125,7 @@ class GcpProvider:
             raise _refresh_error(err) from None
         except (google.auth.exceptions.TransportError, requests.RequestException) as err:
             # type names only: a ProxyError's text quotes the proxy URL, credentials included
-            cause = err.args[0] if isinstance(err, google.auth.exceptions.TransportError) and err.args else err
-            if isinstance(cause, requests.exceptions.ProxyError):
+            if proxy_failed(err):
                 raise TemporaryError(
                     "Google token endpoint unreachable: the proxy failed", "ProxyUnreachable"
                 ) from None

@@ -7,6 +7,7 @@ naming the cause; the proxy's credentials are never in a log line or an Event.""
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from collections.abc import Iterator
@@ -100,8 +101,12 @@ async def test_every_mint_goes_through_the_environments_proxy_and_the_apiserver_
 
         proxy.stop()  # the proxy goes down
         await create_gitrepository(kube, namespace, "docs", "github", clouds.repo_url("acme/docs"), "github-app")
-        down = await eventually(lambda: warning(kube, namespace, "docs"), timeout=30, what="Warning on docs")
-        assert "no connection to the proxy" in down.message
+        key = clouds.google.service_account_key("other@demo-project.iam.gserviceaccount.com")
+        await create_secret(kube, namespace, "gcp-other", {"gcpServiceAccount": json.dumps(key).encode()})
+        await create_gitrepository(kube, namespace, "infra2", "gcp", clouds.repo_url("gcp/infra"), "gcp-other")
+        for name, says in (("docs", "GitHub API unreachable: no connection to the proxy"), ("infra2", "proxy")):
+            down = await eventually(functools.partial(warning, kube, namespace, name), timeout=30, what=name)
+            assert says in down.message, down.message
         proxy.start()
     log = (tmp_path / "refresher.log").read_text()
     assert "token minted" in log
