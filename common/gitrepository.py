@@ -19,6 +19,8 @@ from common import names
 from common.objects import meta
 
 MAX_NAME = 253
+MAX_LABEL = 63  # a namespace name: an RFC 1123 label
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 MAX_WARNING = 120
 # A Secret name: a lowercase RFC 1123 subdomain (what the apiserver accepts for metadata.name).
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -178,15 +180,28 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{userinfo}@{host}{slash}{path}"
 
 
-def secret_name_error(path: str, value: str) -> FieldError | None:
-    """A field error when ``value`` cannot name a Secret (of the object's own namespace), else None."""
-    if len(value) <= MAX_NAME and _SUBDOMAIN.fullmatch(value):
+def split_reference(value: str) -> tuple[str | None, str]:
+    """A credentials reference: ``name`` (a Secret of the object's own namespace) -> (None, name), or
+    ``namespace/name`` (a central credential, granted by the platform admin) -> (namespace, name)."""
+    namespace, slash, name = value.partition("/")
+    return (namespace, name) if slash else (None, value)
+
+
+def secret_name_error(path: str, value: str, central: bool = False) -> FieldError | None:
+    """A field error when ``value`` cannot name a Secret of the object's own namespace (nor, with ``central``,
+    ``namespace/name``: a central credential), else None."""
+    namespace, name = split_reference(value) if central else (None, value)
+    if (
+        len(name) <= MAX_NAME
+        and _SUBDOMAIN.fullmatch(name)
+        and (namespace is None or (len(namespace) <= MAX_LABEL and _LABEL.fullmatch(namespace)))
+    ):
         return None
+    where = "in the same namespace, or namespace/name for a central credential" if central else "in the same namespace"
     return FieldError(
         path,
         "Invalid value",
-        "a Secret name is a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters) "
-        "in the same namespace",
+        f"a Secret name is a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters) {where}",
         value[:MAX_NAME],
     )
 
@@ -244,7 +259,12 @@ def validate_gitrepository(
                 f'provider "{provider}" needs a secretRef naming a Secret with {_key_list(provider)}',
             )
         )
-    elif served and credentials and (bad_name := secret_name_error(path, credentials)) is not None:
+    elif (
+        served
+        and credentials
+        and (bad_name := secret_name_error(path, credentials, central=provider in names.PROVIDERS_NEEDING_SECRET))
+        is not None
+    ):
         errors.append(bad_name)
     service_account = spec_of(obj).get("serviceAccountName") or annotations_of(obj).get(
         names.ANNOTATION_SERVICE_ACCOUNT

@@ -51,6 +51,10 @@ DEFAULT_GITHUB_PERMISSIONS: Final = "contents:write,metadata:read"
 # On an opted-in Secret: repositories (URLs or owner/name, comma-separated) its consumers fetch, for GitHub
 # token scoping, beside those of the GitRepositories that reference it.
 ANNOTATION_REPOSITORIES: Final = PREFIX + "repositories"
+# On a central credentials Secret (in a --credentials-namespaces namespace): who may use it, for what.
+ANNOTATION_GRANT_NAMESPACES: Final = PREFIX + "grant-namespaces"  # names and globs, comma-separated
+ANNOTATION_GRANT_REPOSITORIES: Final = PREFIX + "grant-repositories"  # owner/name globs (GitHub); absent: any
+ANNOTATION_GRANT_PERMISSIONS: Final = PREFIX + "grant-permissions"  # the most a token may carry (GitHub)
 ANNOTATION_INJECTED: Final = PREFIX + "injected"
 LABEL_INJECT: Final = PREFIX + "inject"
 INJECT_ENABLED: Final = "enabled"

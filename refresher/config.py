@@ -20,6 +20,7 @@ from refresher.targets import Rules, parse_permissions
 class RefresherConfig:
     namespaces: tuple[str, ...]  # empty: all namespaces
     identity_namespaces: frozenset[str]
+    credentials_namespaces: frozenset[str]
     rules: Rules  # managed providers, allowed GitHub permissions
     github_token_scope: str  # "repositories" or "installation"
     gcp_scopes: tuple[str, ...]
@@ -52,6 +53,12 @@ def parser() -> argparse.ArgumentParser:
     )
     own = os.environ.get("POD_NAMESPACE", "flux-passwordless")
     p.add_argument("--namespaces", default=env("namespaces", ""), help="watch only these (comma-separated)")
+    p.add_argument(
+        "--credentials-namespaces",
+        default=env("credentials-namespaces", ""),
+        help="namespaces whose credentials Secrets tenants may name as namespace/name, as their grant annotations "
+        "allow (default: the refresher's own namespace)",
+    )
     p.add_argument(
         "--identity-namespaces",
         default=env("identity-namespaces", ""),
@@ -141,6 +148,7 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
     return RefresherConfig(
         namespaces=csv(a.namespaces),
         identity_namespaces=identity,
+        credentials_namespaces=frozenset(csv(a.credentials_namespaces)) or frozenset({a.namespace}),
         rules=Rules(policy, parse_permissions(a.github_permissions), shard_keys),
         watch_label_selector=a.watch_label_selector.strip(),
         github_token_scope=a.github_token_scope,

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # A pass that could not reach the apiserver is retried on this schedule (the informers recover on their own).
 PASS_BACKOFF = Backoff(base_s=0.4, cap_s=10.0)
 COALESCE_S = 0.05  # after a wake-up, let a burst of watch events land before the next pass
+# The refusals of a central credential's grant (refresher.grants), counted per pass in a gauge
+GRANT_RULES = ("CredentialsNamespaceRefused", "NamespaceNotGranted", "RepositoryNotGranted", "PermissionsNotGranted")
 
 
 @dataclass
@@ -173,12 +175,15 @@ class Controller:
     async def _pairs(self, targets: list[Target], now: float, proxies: dict[TargetKey, Proxy]) -> list[Pair]:
         """Each target with its credential (and, in ``proxies``, the proxy its mints go through)."""
         pairs: list[Pair] = []
+        refused = dict.fromkeys(GRANT_RULES, 0)
         for target in targets:
             try:
                 credential = await self._sources.credential_for(target, now)
                 proxy = self._sources.proxy_for(target)
             except MintError as err:
                 self._reporter.mint_failed(target, err)
+                if err.reason in refused:
+                    refused[err.reason] += 1
                 continue
             if proxy is False:
                 continue  # its proxy Secret could not be read yet: the next pass asks again
@@ -188,6 +193,8 @@ class Controller:
                 pairs.append((target, credential))
                 for warning in self._sources.warnings(target):
                     self._reporter.warn_once(target, "CredentialsWarning", warning)
+        for rule, count in refused.items():
+            metrics.GRANT_REFUSED.labels(rule).set(count)
         return pairs
 
     def _state(self, planned: PlannedToken, now: float) -> TokenState:

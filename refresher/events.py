@@ -47,7 +47,19 @@ NORMAL_PER_S = 5.0
 
 EventType = Literal["Normal", "Warning"]
 # Reasons a mint failure is reported under; any other error reason is reported as TokenMintFailed.
-OWN_EVENT_REASONS = frozenset({"InvalidSpec", "IdentityRefused", "CredentialsNotFound", "ServiceAccountNotFound"})
+OWN_EVENT_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "IdentityRefused",
+        "CredentialsNotFound",
+        "ServiceAccountNotFound",
+        # central credentials (refresher.grants): which rule refused
+        "CredentialsNamespaceRefused",
+        "NamespaceNotGranted",
+        "RepositoryNotGranted",
+        "PermissionsNotGranted",
+    }
+)
 
 
 class Events(Protocol):

@@ -28,6 +28,12 @@ UNREACHABLE = Gauge(
     "a token) or refused (no token).",
     ["result"],
 )
+GRANT_REFUSED = Gauge(
+    "flux_passwordless_grant_refused_objects",
+    "Objects naming a central credential that does not grant them, by the rule that refused "
+    "(CredentialsNamespaceRefused, NamespaceNotGranted, RepositoryNotGranted, PermissionsNotGranted).",
+    ["rule"],
+)
 LAST_SYNC = Gauge("flux_passwordless_last_successful_sync_timestamp_seconds", "When every Secret was last up to date.")
 LEADER = Gauge("flux_passwordless_leader", "1 while this replica leads (writes), else 0.")
 EVENTS_DROPPED = Counter(

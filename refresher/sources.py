@@ -8,6 +8,7 @@ not answer: the next pass asks again), or raises the ``MintError`` to report on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import names
-from common.gitrepository import secret_warnings
+from common.gitrepository import secret_warnings, split_reference
 from common.kube import TRANSPORT_ERRORS
 from common.objects import Key, meta
+from refresher import grants
 from refresher.cluster import Cluster
 from refresher.config import RefresherConfig
 from refresher.credentials import (
+    AzureIdentity,
     Credential,
     GcpKey,
     Proxy,
@@ -31,6 +34,7 @@ from refresher.credentials import (
     proxy_from_secret,
 )
 from refresher.errors import MintError, PermanentError, TemporaryError
+from refresher.grants import Grants, grants_of
 from refresher.targets import Target
 
 log = logging.getLogger(__name__)
@@ -89,6 +93,7 @@ class CredentialEntry:
     read_at: float
     data: CredentialData | None = None
     error: MintError | None = None
+    grants: Grants | None = None  # a Secret of a credentials namespace: who may use it (refresher.grants)
 
 
 @dataclass
@@ -113,7 +118,12 @@ class Sources:
     async def refresh(self, targets: Iterable[Target], now: float) -> None:
         """Read every credentials Secret these targets name that is not cached or is due a re-read; forget
         the ones no target names any more."""
-        wanted = {(t.namespace, name) for t in targets for name in (t.credentials, t.proxy_secret) if name}
+        wanted = {
+            located
+            for t in targets
+            for name in (t.credentials, t.proxy_secret)
+            if name and (located := self._locate(t, name)) is not None
+        }
         stale = [
             key for key in wanted if (entry := self._credentials.get(key)) is None or self._stale(entry.read_at, now)
         ]
@@ -123,6 +133,16 @@ class Sources:
             del self._credentials[key]
         for key in [k for k, e in self._service_accounts.items() if self._stale(e.read_at, now)]:
             del self._service_accounts[key]
+
+    def _locate(self, target: Target, reference: str) -> Key | None:
+        """Where ``reference`` (``name``, or ``namespace/name``) lives; None for another namespace that holds no
+        central credentials (another tenant's: never read)."""
+        namespace, name = split_reference(reference)
+        if namespace is None or namespace == target.namespace:
+            return (target.namespace, name)
+        if namespace in self._config.credentials_namespaces:
+            return (namespace, name)
+        return None
 
     async def _read_credentials(self, namespace: str, name: str, now: float) -> None:
         try:
@@ -139,24 +159,44 @@ class Sources:
             )
             self._credentials[(namespace, name)] = CredentialEntry(now, error=error)
             return
+        grants = (
+            grants_of(meta(obj).get("annotations") or {}) if namespace in self._config.credentials_namespaces else None
+        )
         try:
             data = CredentialData(decode_data(obj.get("data")), name)
-            self._credentials[(namespace, name)] = CredentialEntry(now, data=data)
+            self._credentials[(namespace, name)] = CredentialEntry(now, data=data, grants=grants)
         except MintError as err:
-            self._credentials[(namespace, name)] = CredentialEntry(now, error=err)
+            self._credentials[(namespace, name)] = CredentialEntry(now, error=err, grants=grants)
 
     async def credential_for(self, target: Target, now: float) -> Credential | None:
         if target.provider == names.PROVIDER_AZURE:
             return await self._azure_identity(target, now)
         if not target.credentials:
             raise PermanentError("no credentials Secret named", "MissingKey")
-        entry = self._credentials.get((target.namespace, target.credentials))
+        reference = target.credentials
+        located = self._locate(target, reference)
+        if located is None:
+            raise PermanentError(
+                f'credentials "{reference}": namespace "{split_reference(reference)[0]}" holds no central credentials '
+                f'(--credentials-namespaces); name a Secret of namespace "{target.namespace}", or a central one',
+                "CredentialsNamespaceRefused",
+            )
+        central = located[0] != target.namespace
+        entry = self._credentials.get(located)
         if entry is None:
             return None  # unreadable for now; the next pass tries again
+        if central:
+            if entry.grants is None:  # not found: told exactly as not granted
+                raise grants.not_granted(reference, target.namespace)
+            grants.check(entry.grants, reference, target, target.provider)
         if entry.error is not None:
             raise entry.error
         assert entry.data is not None
         credential = entry.data.parsed(target.provider)
+        if central and not isinstance(credential, AzureIdentity):
+            # Only the CA goes with a central credential's tokens: a client key of the platform's is not the
+            # tenant's to hold.
+            credential = dataclasses.replace(credential, tls={k: v for k, v in credential.tls.items() if k == "ca.crt"})
         if isinstance(credential, GcpKey) and credential.info.get("type") == "external_account":
             self._check_identity_namespace(target, "a GCP external_account")
         return credential

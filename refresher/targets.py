@@ -268,7 +268,7 @@ def from_opted_in_secret(obj: Mapping[str, Any], rules: Rules) -> Target | Inval
             "the credentials must live in another Secret (this one receives the token)",
             name,
         )
-    elif credentials and (bad_name := secret_name_error(credentials_path, credentials)) is not None:
+    elif credentials and (bad_name := secret_name_error(credentials_path, credentials, central=True)) is not None:
         error = bad_name
     elif provider == names.PROVIDER_GITHUB and (refused := permissions_error(permissions, rules.github_permissions)):
         reason, error = "PermissionsRefused", refused

@@ -53,7 +53,7 @@ async def review_gitrepository(
     secret_name = credentials_secret_name(translated)
     keys = (
         await secrets.keys(request.namespace, secret_name)
-        if secret_name and managed_provider(translated)
+        if secret_name and "/" not in secret_name and managed_provider(translated)  # a central one is not read
         else SecretLookup.UNKNOWN
     )
     verdict = review_translation(request.object, translated, policy, keys)

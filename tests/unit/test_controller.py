@@ -47,11 +47,16 @@ class Loop:
     """One controller on the fakes, plus what the tests look at."""
 
     def __init__(
-        self, *repos: dict[str, Any], lifetime_s: float = 3600.0, after: Loop | None = None, seed: int = 7
+        self,
+        *repos: dict[str, Any],
+        lifetime_s: float = 3600.0,
+        after: Loop | None = None,
+        seed: int = 7,
+        args: tuple[str, ...] = (),
     ) -> None:
         """A fresh controller; with ``after``, a new leader taking over that one's cluster, clock and provider."""
         self.clock: FakeClock = after.clock if after else FakeClock()
-        config = from_args(["--credentials-resync", "30", "--listen", "127.0.0.1:8080"])
+        config = from_args(["--credentials-resync", "30", "--listen", "127.0.0.1:8080", *args])
         self.index = Index(config.rules)
         self.cluster: MemoryCluster = after.cluster if after else MemoryCluster(self.index)
         self.cluster.index = self.index
@@ -424,3 +429,108 @@ async def test_an_opted_in_secret_keeps_a_token_for_its_reachable_repositories()
     (message,) = {m for obj, _, reason, m in loop.events.events if obj == "argo" and reason != "TokenMinted"}
     assert "cannot reach acme/gone" in message
     assert "covers its other repositories" in message
+
+
+# --- central credentials, granted by policy (#17) ------------------------------------------------------------
+
+CENTRAL = "platform"
+APP = {"githubAppID": b"1", "githubAppInstallationID": b"7", "githubAppPrivateKey": KEY_PEM}
+
+
+def central_loop(*repos: dict[str, Any], **grants: str) -> Loop:
+    """A controller whose credentials namespace holds the company's App, granted as ``grants`` says."""
+    loop = Loop(*repos, args=(f"--namespace={CENTRAL}",))
+    annotations = {f"flux-passwordless.io/grant-{k}": v for k, v in grants.items()}
+    loop.cluster.put_secret(
+        CENTRAL, "company-app", {**APP, "ca.crt": b"CA", "tls.key": b"CLIENT-KEY"}, annotations=annotations
+    )
+    return loop
+
+
+def central(repo: dict[str, Any], reference: str = f"{CENTRAL}/company-app", **annotations: str) -> dict[str, Any]:
+    repo["metadata"]["annotations"][names.ANNOTATION_CREDENTIALS_SECRET] = reference
+    repo["metadata"]["annotations"].update(annotations)
+    return repo
+
+
+def told(loop: Loop, name: str) -> list[tuple[str, str]]:
+    return [(reason, message) for obj, _, reason, message in loop.events.events if obj == name]
+
+
+async def test_a_central_app_granted_to_the_namespace_fills_its_secrets_with_its_own_token() -> None:
+    loop = central_loop(central(gitrepo("app")), namespaces="team-*,apps", repositories="acme/*")
+    await loop.step()
+    assert loop.password("app") == "token-1"
+    assert loop.provider.mints[0].repositories == ("app",)
+    output = loop.cluster.secrets[(NS, "app-git-token")]["data"]
+    assert "ca.crt" in output
+    assert "tls.key" not in output  # the platform's client key never lands in a tenant's namespace
+
+
+async def test_a_namespace_not_granted_is_told_the_same_as_for_a_secret_that_does_not_exist() -> None:
+    loop = central_loop(central(gitrepo("app")), central(gitrepo("probe"), f"{CENTRAL}/no-such"), namespaces="team-*")
+    await loop.step()
+    assert loop.provider.mints == []
+    assert loop.password("app") is None
+    (app,) = told(loop, "app")
+    (probe,) = told(loop, "probe")
+    assert app[0] == probe[0] == "NamespaceNotGranted"
+    assert "team-*" not in app[1]  # the grant's contents (other tenants) are never told
+    assert probe[1].replace("no-such", "company-app").replace("probe-", "app-") == app[1]
+
+
+async def test_another_tenants_own_secret_cannot_be_named_and_is_never_read() -> None:
+    loop = Loop(central(gitrepo("app"), "other-tenant/github-app"))
+    loop.cluster.put_secret("other-tenant", "github-app", APP)
+    reads = loop.cluster.reads
+    await loop.step()
+    assert loop.cluster.reads == reads
+    assert loop.provider.mints == []
+    ((reason, message),) = told(loop, "app")
+    assert reason == "CredentialsNamespaceRefused"
+    assert 'namespace "other-tenant" holds no central credentials' in message
+
+
+async def test_a_repository_outside_the_grant_is_refused_naming_only_itself() -> None:
+    repo = gitrepo("app")
+    repo["spec"]["url"] = "https://github.com/rival/secret-plans"
+    loop = central_loop(central(repo), central(gitrepo("ok")), namespaces="apps", repositories="acme/*")
+    await loop.step()
+    assert [m.repositories for m in loop.provider.mints] == [("ok",)]
+    ((reason, message),) = told(loop, "app")
+    assert reason == "RepositoryNotGranted"
+    assert "repository rival/secret-plans is outside" in message
+    assert "acme" not in message
+
+
+async def test_permissions_beyond_the_grant_are_refused() -> None:
+    repo = central(gitrepo("app"), **{names.ANNOTATION_GITHUB_PERMISSIONS: "contents:write"})
+    loop = central_loop(repo, namespaces="apps")  # grant-permissions absent: contents:read
+    await loop.step()
+    assert loop.provider.mints == []
+    ((reason, message),) = told(loop, "app")
+    assert reason == "PermissionsNotGranted"
+    assert "contents:write" in message
+
+
+async def test_a_grant_removed_while_a_token_is_live_is_not_renewed_and_not_blanked() -> None:
+    """The admin's choice: the next re-read refuses, no token is minted or renewed from then on, and the token
+    already written is left to expire (it lives an hour at most; a Secret is never blanked)."""
+    loop = central_loop(central(gitrepo("app")), namespaces="apps")
+    await loop.step()
+    assert loop.password("app") == "token-1"
+    loop.cluster.put_secret(CENTRAL, "company-app", APP, annotations={})  # the grant is gone
+    await loop.step(30)  # the credentials re-read
+    await loop.step(3000)  # past the renewal
+    assert len(loop.provider.mints) == 1
+    assert loop.password("app") == "token-1"
+    assert [reason for reason, _ in told(loop, "app")][-1] == "NamespaceNotGranted"
+
+
+async def test_an_opted_in_secret_may_name_a_granted_central_credential() -> None:
+    loop = central_loop(namespaces="apps")
+    secret = opted_in("argo", "acme/app")
+    secret["metadata"]["annotations"][names.ANNOTATION_CREDENTIALS_SECRET] = f"{CENTRAL}/company-app"
+    loop.index.on_opt_in("ADDED", secret)
+    await loop.step()
+    assert loop.cluster.password(NS, "argo") == "token-1"

@@ -274,11 +274,14 @@ def test_the_refresher_serves_only_its_managed_providers() -> None:
 
 
 def test_a_bad_credentials_name_on_an_opted_in_secret_is_refused() -> None:
-    result = from_opted_in_secret(opted_in(**{names.ANNOTATION_CREDENTIALS_SECRET: "t1/app"}), RULES)
+    result = from_opted_in_secret(opted_in(**{names.ANNOTATION_CREDENTIALS_SECRET: "t1/app/x"}), RULES)
     assert isinstance(result, Invalid)
     assert result.message.startswith(
-        'metadata.annotations[flux-passwordless.io/credentials-secret]: Invalid value: "t1/app"'
+        'metadata.annotations[flux-passwordless.io/credentials-secret]: Invalid value: "t1/app/x"'
     )
+    central = from_opted_in_secret(opted_in(**{names.ANNOTATION_CREDENTIALS_SECRET: "platform/app"}), RULES)
+    assert isinstance(central, Target)
+    assert central.credentials == "platform/app"
 
 
 def test_objects_behind_different_proxies_never_share_a_token_request() -> None:
