@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from prometheus_client import REGISTRY
 
 from common import names
 from refresher.app import token_requester
@@ -28,7 +30,7 @@ from refresher.events import COMPONENT
 from tests.e2e.conftest import RefresherFactory
 from tests.support.clouds import GITHUB_ACCOUNT, Clouds
 from tests.support.fluxrepos import apply, get, manifest, ready
-from tests.support.gitrepos import create_secret, filled
+from tests.support.gitrepos import create_secret, filled, read_secret
 from tests.support.gitserver import push_commit
 from tests.support.kube import Kube, eventually, install_crds
 from tests.support.registration import register
@@ -272,3 +274,177 @@ async def reasons(kube: Kube, namespace: str, name: str) -> list[str]:
         namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=GitRepository"
     )
     return [e.reason for e in listed.items if e.reporting_component == COMPONENT]
+
+
+async def tenant_namespaces(kube: Kube, platform: str, *suffixes: str) -> list[str]:
+    core = client.CoreV1Api(kube.api)
+    made = [f"{platform}-{suffix}" for suffix in suffixes]
+    for name in made:
+        await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return made
+
+
+async def drop_namespaces(kube: Kube, made: list[str]) -> None:
+    for name in made:
+        await client.CoreV1Api(kube.api).delete_namespace(name)
+
+
+def central_grant(namespaces: str, repositories: str | None = None) -> dict[str, str]:
+    grant = {names.ANNOTATION_GRANT_NAMESPACES: namespaces}
+    if repositories is not None:
+        grant[names.ANNOTATION_GRANT_REPOSITORIES] = repositories
+    return grant
+
+
+async def test_a_central_app_serves_the_tenants_it_grants_and_no_one_else(
+    flux_world: Flux, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#17: one GitHub App key, in the platform namespace only. Two granted tenants get separate tokens, each
+    scoped to its own repository, and their GitRepositories Ready under the real source-controller. A third
+    tenant, not granted, is told NamespaceNotGranted and gets no token; a tenant naming a repository outside the
+    grant is told RepositoryNotGranted; a tenant naming another tenant's own Secret as namespace/name is refused
+    without the refresher reading it. Removing a grant stops the renewals and leaves the live token alone. No
+    Event or log line carries the key, a token, or another tenant's namespace or repositories."""
+    caplog.set_level(logging.INFO)
+    kube, clouds, platform = flux_world.kube, flux_world.clouds, flux_world.namespace
+    source_controller = flux_world.controller
+    a, b, c = await tenant_namespaces(kube, platform, "a", "b", "c")
+    try:
+        data = clouds.github_secret_data()
+        await create_secret(
+            kube,
+            platform,
+            "github-app",
+            data,
+            annotations=central_grant(f"{platform}-a,{platform}-b", "acme/app,acme/infra"),
+        )
+        await create_secret(kube, a, "own-app", data)  # tenant a's own key: not c's to name
+        central = {"name": f"{platform}/github-app"}
+        texts = {
+            (a, "app"): manifest("app", a, url=clouds.repo_url("acme/app"), provider="github", secretRef=central),
+            (b, "infra"): manifest("infra", b, url=clouds.repo_url("acme/infra"), provider="github", secretRef=central),
+            (b, "docs"): manifest("docs", b, url=clouds.repo_url("acme/docs"), provider="github", secretRef=central),
+            (c, "app"): manifest("app", c, url=clouds.repo_url("acme/app"), provider="github", secretRef=central),
+            (c, "stolen"): manifest(
+                "stolen", c, url=clouds.repo_url("acme/app"), provider="github", secretRef={"name": f"{a}/own-app"}
+            ),
+        }
+        async with flux_world.refresher(f"--namespaces={platform},{a},{b},{c}", f"--namespace={platform}"):
+            for text in texts.values():
+                await apply(kube, text)
+            await ready(kube, a, "app", source_controller)
+            await ready(kube, b, "infra", source_controller)
+            tokens = {
+                ns: base64.b64decode((await filled(kube, ns, name)).data["password"]).decode()
+                for ns, name in ((a, "app-git-token"), (b, "infra-git-token"))
+            }
+            assert tokens[a] != tokens[b]
+            assert clouds.github.issued[tokens[a]].repositories == frozenset({"app"})
+            assert clouds.github.issued[tokens[b]].repositories == frozenset({"infra"})
+
+            expected = {(b, "docs"): "RepositoryNotGranted", (c, "app"): "NamespaceNotGranted"}
+            expected[(c, "stolen")] = "CredentialsNamespaceRefused"
+            for (ns, name), reason in expected.items():
+
+                async def told(ns: str = ns, name: str = name, reason: str = reason) -> bool:
+                    return reason in await reasons(kube, ns, name)
+
+                await eventually(told, timeout=20, what=f"{reason} on {ns}/{name}")
+                output = await read_secret(kube, ns, f"{name}-git-token")
+                assert output is None or not output.data
+            for reason in set(expected.values()):
+                assert REGISTRY.get_sample_value("flux_passwordless_grant_refused_objects", {"rule": reason}) == 1
+
+            # The platform admin takes tenant b's grant away while its token is live.
+            await client.CoreV1Api(kube.api).patch_namespaced_secret(
+                "github-app",
+                platform,
+                {"metadata": {"annotations": central_grant(f"{platform}-a", "acme/app,acme/infra")}},
+            )
+
+            async def revoked() -> bool:
+                return "NamespaceNotGranted" in await reasons(kube, b, "infra")
+
+            await eventually(revoked, timeout=20, what="NamespaceNotGranted on b/infra")
+            minted = len(clouds.github.token_requests)
+            await asyncio.sleep(3)  # several passes (credentials re-read every second here)
+            left = base64.b64decode((await filled(kube, b, "infra-git-token")).data["password"]).decode()
+            assert left == tokens[b]  # not blanked: it expires on its own (docs/security.md)
+            assert all(r.get("repositories") != ["infra"] for r in clouds.github.token_requests[minted:])
+
+            told_c = await events_in(kube, c)
+            told_b = await events_in(kube, b)
+    finally:
+        await drop_namespaces(kube, [a, b, c])
+    key_line = data["githubAppPrivateKey"].decode().splitlines()[1]
+    for message in told_c:
+        for secret in (key_line, *tokens.values()):
+            assert secret not in message
+        assert a not in message or f"{a}/own-app" in message  # only what c wrote itself
+        assert b not in message
+        assert "infra" not in message
+    for message in told_b:
+        assert "acme/app" not in message
+        assert a not in message
+    logged = "\n".join(r.getMessage() + str(getattr(r, "__dict__", "")) for r in caplog.records)
+    for secret in (key_line, *tokens.values()):
+        assert secret not in logged
+
+
+async def events_in(kube: Kube, namespace: str) -> list[str]:
+    listed = await client.CoreV1Api(kube.api).list_namespaced_event(namespace)
+    return [e.message or "" for e in listed.items if e.reporting_component == COMPONENT]
+
+
+async def test_moving_to_a_central_credential_keeps_the_gitrepository_ready(flux_world: Flux) -> None:
+    """docs/migration.md, as a platform admin and a tenant would run it: a tenant on its own copy of the App key
+    switches its GitRepository to the central credential, then deletes its copy; Ready never turns False and a new
+    commit is fetched on a token of the central credential."""
+    kube, clouds, platform = flux_world.kube, flux_world.clouds, flux_world.namespace
+    source_controller = flux_world.controller
+    (tenant,) = await tenant_namespaces(kube, platform, "m")
+    clouds.github.token_lifetime_s = 30
+    try:
+        data = clouds.github_secret_data()
+        await create_secret(kube, tenant, "github-app", data)
+        url = clouds.repo_url(f"{GITHUB_ACCOUNT}/app")
+        before = manifest("app", tenant, url=url, provider="github", secretRef={"name": "github-app"}, interval="5s")
+        async with flux_world.refresher(f"--namespaces={platform},{tenant}", f"--namespace={platform}"):
+            await apply(kube, before)
+            first, _ = await ready(kube, tenant, "app", source_controller)
+            held = (await filled(kube, tenant, "app-git-token")).data["password"]
+            not_ready: list[str] = []
+            watching = asyncio.create_task(watch_ready(kube, tenant, "app", not_ready))
+            try:
+                # 1. the platform admin: the central credential, granting the tenant
+                await create_secret(kube, platform, "github-app", data, annotations=central_grant(tenant))
+                # 2. the tenant: secretRef to namespace/name, then its own copy goes
+                await apply(kube, before.replace("name: github-app", f"name: {platform}/github-app"))
+                await client.CoreV1Api(kube.api).delete_namespaced_secret("github-app", tenant)
+                # The token it holds came from the same App installation with the same scope: kept, and renewed
+                # from the central credential (tokens live 30 s here).
+                await filled(kube, tenant, "app-git-token", timeout=40, not_password=base64.b64decode(held).decode())
+                change = {"MIGRATED.md": f"{source_controller.version} at {time.time()}\n"}
+                sha = await asyncio.to_thread(push_commit, clouds.git.root, GITHUB_ACCOUNT, "app", change)
+                await request_reconcile(kube, tenant, "app")
+                revision, _ = await ready(kube, tenant, "app", source_controller, revision_not=first)
+            finally:
+                watching.cancel()
+            assert sha in revision
+            assert not_ready == []
+            obj = await get(kube, tenant, "app")
+            assert obj["metadata"]["annotations"][names.ANNOTATION_CREDENTIALS_SECRET] == f"{platform}/github-app"
+            assert set(await reasons(kube, tenant, "app")) == {"TokenMinted"}
+    finally:
+        clouds.github.token_lifetime_s = 3600
+        await drop_namespaces(kube, [tenant])
+
+
+async def watch_ready(kube: Kube, namespace: str, name: str, seen: list[str]) -> None:
+    """Append each Ready condition other than True seen on the GitRepository (polled every 0.2 s)."""
+    while True:
+        status = (await get(kube, namespace, name)).get("status") or {}
+        for condition in status.get("conditions") or []:
+            if condition["type"] == "Ready" and condition["status"] != "True":
+                seen.append(f"{condition['status']} {condition.get('reason')}")
+        await asyncio.sleep(0.2)
