@@ -251,12 +251,33 @@ def validate_gitrepository(
 
     credentials = credentials_secret_name(obj) if translated else secret_ref_name(obj)
     path = f"metadata.annotations[{names.ANNOTATION_CREDENTIALS_SECRET}]" if translated else "spec.secretRef.name"
-    if provider in names.PROVIDERS_NEEDING_SECRET and not credentials:
+    service_account = spec_of(obj).get("serviceAccountName") or annotations_of(obj).get(
+        names.ANNOTATION_SERVICE_ACCOUNT
+    )
+    sa_path = (
+        "spec.serviceAccountName"
+        if spec_of(obj).get("serviceAccountName")
+        else f"metadata.annotations[{names.ANNOTATION_SERVICE_ACCOUNT}]"
+    )
+    keyless = bool(service_account) and provider == names.PROVIDER_GCP
+    # a re-applied manifest brings back our own output Secret as its secretRef: not a key Secret
+    own_output = credentials == output_secret_name(str(meta(obj).get("name", "")))
+    if keyless and credentials and served and not own_output:
+        errors.append(
+            FieldError(
+                sa_path,
+                "Invalid value",
+                f'provider "gcp" takes a key Secret ({path}) or a ServiceAccount (keyless), not both: drop one',
+                str(service_account),
+            )
+        )
+    elif provider in names.PROVIDERS_NEEDING_SECRET and not credentials and not keyless:
         errors.append(
             FieldError(
                 path.removesuffix(".name"),
                 "Required value",
-                f'provider "{provider}" needs a secretRef naming a Secret with {_key_list(provider)}',
+                f'provider "{provider}" needs a secretRef naming a Secret with {_key_list(provider)}'
+                + (", or spec.serviceAccountName (keyless)" if provider == names.PROVIDER_GCP else ""),
             )
         )
     elif (
@@ -266,20 +287,13 @@ def validate_gitrepository(
         is not None
     ):
         errors.append(bad_name)
-    service_account = spec_of(obj).get("serviceAccountName") or annotations_of(obj).get(
-        names.ANNOTATION_SERVICE_ACCOUNT
-    )
-    if service_account and served and provider != names.PROVIDER_AZURE:
-        path = (
-            "spec.serviceAccountName"
-            if spec_of(obj).get("serviceAccountName")
-            else (f"metadata.annotations[{names.ANNOTATION_SERVICE_ACCOUNT}]")
-        )
+    if service_account and served and provider not in names.PROVIDERS_WITH_SERVICE_ACCOUNT:
         errors.append(
             FieldError(
-                path,
+                sa_path,
                 "Invalid value",
-                f'provider "{provider}" takes its credentials from a Secret; only "azure" uses a ServiceAccount',
+                f'provider "{provider}" takes its credentials from a Secret; only "azure" and "gcp" use a '
+                "ServiceAccount",
                 str(service_account),
             )
         )

@@ -30,7 +30,8 @@ ALLOWED_PROVIDERS: Final = (PROVIDER_GENERIC, PROVIDER_AZURE, PROVIDER_GITHUB, P
 SERVABLE_PROVIDERS: Final = (PROVIDER_GCP, PROVIDER_GITHUB, PROVIDER_AZURE)
 DEFAULT_MANAGED_PROVIDERS: Final = SERVABLE_PROVIDERS
 # Providers whose credentials live in a user Secret (spec.secretRef required).
-PROVIDERS_NEEDING_SECRET: Final = (PROVIDER_GITHUB, PROVIDER_GCP)
+PROVIDERS_NEEDING_SECRET: Final = (PROVIDER_GITHUB, PROVIDER_GCP)  # gcp: unless keyless (a ServiceAccount)
+PROVIDERS_WITH_SERVICE_ACCOUNT: Final = (PROVIDER_AZURE, PROVIDER_GCP)  # per-object identity, no key anywhere
 
 # --- our annotations and labels ----------------------------------------------------------------
 ANNOTATION_PROVIDER: Final = PREFIX + "provider"  # on a GitRepository: the provider we serve
@@ -128,8 +129,12 @@ AWS_TOKEN_EXPIRATION: Final = 86400
 
 # --- workload identity: GCP -------------------------------------------------------------------
 GCP_ANNOTATION_SERVICE_ACCOUNT: Final = "iam.gke.io/gcp-service-account"
+# Flux's name (object-level workload identity, outside GKE): the Workload Identity Federation provider,
+# projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER
+GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER: Final = "gcp.auth.fluxcd.io/workload-identity-provider"
 GCP_NODE_SELECTOR: Final = "iam.gke.io/gke-metadata-server-enabled"
 
+GCP_FEDERATED_USERNAME: Final = "oauth2accesstoken"  # the username of a federated token (no service account)
 GCP_DEFAULT_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
 
 # --- namespaces -------------------------------------------------------------------------------

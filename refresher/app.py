@@ -9,19 +9,21 @@ import logging
 import aiohttp
 from aiohttp import web
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from common import httpserver, names
 from common.connections import STATUS_LIMITS
-from common.kube import api_client, read_json
+from common.kube import TRANSPORT_ERRORS, api_client, read_json
 from common.process import run_until_signalled
 from refresher.cluster import KubeCluster
 from refresher.config import RefresherConfig
 from refresher.controller import Controller
+from refresher.errors import PermanentError, TemporaryError
 from refresher.events import EventRecorder, Reporter
 from refresher.index import Index, informers
 from refresher.leader import LeaderElector
-from refresher.providers import Provider
-from refresher.providers.azure import AzureProvider, TokenRequester
+from refresher.providers import Provider, TokenRequester
+from refresher.providers.azure import AzureProvider
 from refresher.providers.gcp import GcpProvider
 from refresher.providers.github import GitHubProvider
 
@@ -31,7 +33,8 @@ SERVICE_ACCOUNT_TOKEN_SECONDS = 600
 
 
 def token_requester(api: client.ApiClient) -> TokenRequester:
-    """A short-lived token for a tenant's ServiceAccount (TokenRequest), for Azure per-object identity."""
+    """A short-lived token for a tenant's ServiceAccount (TokenRequest), for per-object identity (Azure, Google);
+    failures are ``MintError``s, told on the objects."""
     core = client.CoreV1Api(api)
 
     async def request(namespace: str, service_account: str, audience: str) -> str:
@@ -40,10 +43,28 @@ def token_requester(api: client.ApiClient) -> TokenRequester:
             "kind": "TokenRequest",
             "spec": {"audiences": [audience], "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS},
         }
-        answer = await read_json(
-            core.create_namespaced_service_account_token(service_account, namespace, body, _preload_content=False)  # type: ignore[arg-type]
-        )
-        return str(answer["status"]["token"])
+        try:
+            answer = await read_json(
+                core.create_namespaced_service_account_token(service_account, namespace, body, _preload_content=False)  # type: ignore[arg-type]
+            )
+        except TRANSPORT_ERRORS:
+            raise TemporaryError("ServiceAccount token request failed: apiserver unreachable", "Unavailable") from None
+        except ApiException as err:
+            if err.status == 404:
+                raise PermanentError(
+                    f'ServiceAccount "{service_account}" not found', "ServiceAccountNotFound"
+                ) from None
+            if err.status == 403:
+                raise PermanentError(
+                    "the refresher may not request ServiceAccount tokens (serviceaccounts/token: create): apply "
+                    "manifests/overlays/per-object-identity",
+                    "TokenRequestForbidden",
+                ) from None
+            raise TemporaryError(f"ServiceAccount token request failed (HTTP {err.status})", "Unavailable") from None
+        token = (answer.get("status") or {}).get("token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise TemporaryError("ServiceAccount token request answered without a token", "BadResponse")
+        return token
 
     return request
 
@@ -56,7 +77,12 @@ class Refresher:
         self.api = api
         self.providers: dict[str, Provider] = {
             names.PROVIDER_GITHUB: GitHubProvider(session, api_urls=config.github_api_urls),
-            names.PROVIDER_GCP: GcpProvider(token_urls=config.gcp_token_urls, sts_url=config.gcp_sts_url),
+            names.PROVIDER_GCP: GcpProvider(
+                token_urls=config.gcp_token_urls,
+                sts_url=config.gcp_sts_url,
+                iam_url=config.gcp_iam_credentials_url,
+                token_request=token_requester(api),
+            ),
             names.PROVIDER_AZURE: AzureProvider(
                 token_requester(api),
                 username=config.azure_username,

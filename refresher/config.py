@@ -12,7 +12,7 @@ from common.flags import csv, env, listen
 from common.gitrepository import PolicyConfig
 from refresher import sharding
 from refresher.credentials import GITHUB_DEFAULT_API, github_api_base
-from refresher.providers.gcp import GOOGLE_STS_URL, GOOGLE_TOKEN_URL
+from refresher.providers.gcp import GOOGLE_IAM_CREDENTIALS_URL, GOOGLE_STS_URL, GOOGLE_TOKEN_URL
 from refresher.targets import Rules, parse_permissions
 
 
@@ -28,6 +28,7 @@ class RefresherConfig:
     github_api_urls: tuple[str, ...]
     github_recheck_s: float
     gcp_sts_url: str
+    gcp_iam_credentials_url: str
     azure_auth: str  # "basic" or "bearer"
     azure_username: str
     azure_authority_host: str | None
@@ -96,6 +97,11 @@ def parser() -> argparse.ArgumentParser:
         help="token endpoints a service-account key's token_uri may name",
     )
     p.add_argument("--gcp-sts-url", default=env("gcp-sts-url", GOOGLE_STS_URL))
+    p.add_argument(
+        "--gcp-iam-credentials-url",
+        default=env("gcp-iam-credentials-url", GOOGLE_IAM_CREDENTIALS_URL),
+        help="the only IAM Credentials API impersonation may call (keyless Google, external_account key files)",
+    )
     p.add_argument("--azure-auth", choices=["basic", "bearer"], default=env("azure-auth", "basic"))
     p.add_argument("--azure-username", default=env("azure-username", names.AZURE_DEFAULT_USERNAME))
     p.add_argument("--azure-authority-host", default=env("azure-authority-host", "") or None)
@@ -157,6 +163,7 @@ def from_args(argv: list[str] | None = None) -> RefresherConfig:
         github_api_urls=github_api_urls,
         github_recheck_s=a.github_recheck_interval,
         gcp_sts_url=a.gcp_sts_url,
+        gcp_iam_credentials_url=a.gcp_iam_credentials_url,
         azure_auth=a.azure_auth,
         azure_username=a.azure_username,
         azure_authority_host=a.azure_authority_host,

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,28 @@ class AzureIdentity:
     tls: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
-Credential = GitHubApp | GcpKey | AzureIdentity
+@dataclass(frozen=True)
+class GcpIdentity:
+    """Keyless Google for a tenant's ServiceAccount: its Kubernetes token, exchanged at Google's STS for the
+    Workload Identity Federation provider named on it, then, where it names one, a Google service account's
+    access token (IAM Credentials ``generateAccessToken``). No key anywhere."""
+
+    namespace: str
+    service_account: str
+    audience: str  # //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/R
+    impersonate: str | None  # a Google service account's email
+    username: str
+    fingerprint: str
+    tls: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+Credential = GitHubApp | GcpKey | GcpIdentity | AzureIdentity
+
+# Flux's patterns for the ServiceAccount annotations (the email also goes into a URL path: nothing else passes)
+_WORKLOAD_IDENTITY_PROVIDER = re.compile(
+    r"projects/\d{1,30}/locations/global/workloadIdentityPools/[^/]{1,100}/providers/[^/]{1,100}"
+)
+_GCP_SERVICE_ACCOUNT = re.compile(r"[a-zA-Z0-9-]{1,100}@[a-zA-Z0-9-]{1,100}\.iam\.gserviceaccount\.com")
 
 
 @dataclass(frozen=True)
@@ -220,7 +242,8 @@ def gcp_credential(data: Mapping[str, bytes], secret: str) -> GcpKey:
         username = str(info["client_email"])
     else:
         username = str(
-            info.get("service_account_impersonation_url", "").rpartition("/")[2].split(":")[0] or "oauth2accesstoken"
+            info.get("service_account_impersonation_url", "").rpartition("/")[2].split(":")[0]
+            or names.GCP_FEDERATED_USERNAME
         )
     return GcpKey(
         info=info,
@@ -255,4 +278,40 @@ def azure_identity(
             "azure", namespace if service_account else "", service_account or "", tenant or "", client or ""
         ),
         tls=_tls(data or {}),
+    )
+
+
+def gcp_identity(namespace: str, service_account: str, sa_annotations: Mapping[str, str]) -> GcpIdentity:
+    """Keyless Google from a ServiceAccount's annotations (Flux's names, so one ServiceAccount serves Flux's own
+    object-level identity for OCI and Buckets and our GitRepositories)."""
+    provider = sa_annotations.get(names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER)
+    if not provider:
+        raise PermanentError(
+            f'ServiceAccount "{service_account}" lacks annotation {names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER} '
+            "(projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER): keyless Google "
+            "needs the Workload Identity Federation provider that trusts this cluster",
+            "MissingKey",
+        )
+    if not _WORKLOAD_IDENTITY_PROVIDER.fullmatch(provider):
+        raise PermanentError(
+            f'ServiceAccount "{service_account}" annotation {names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER}: '
+            f"{provider[:200]!r} is not projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/"
+            "PROVIDER",
+            "InvalidKey",
+        )
+    email = sa_annotations.get(names.GCP_ANNOTATION_SERVICE_ACCOUNT) or None
+    if email is not None and not _GCP_SERVICE_ACCOUNT.fullmatch(email):
+        raise PermanentError(
+            f'ServiceAccount "{service_account}" annotation {names.GCP_ANNOTATION_SERVICE_ACCOUNT}: {email[:200]!r} '
+            "is not a Google service account email (NAME@PROJECT.iam.gserviceaccount.com)",
+            "InvalidKey",
+        )
+    audience = f"//iam.googleapis.com/{provider}"
+    return GcpIdentity(
+        namespace=namespace,
+        service_account=service_account,
+        audience=audience,
+        impersonate=email,
+        username=email or names.GCP_FEDERATED_USERNAME,
+        fingerprint=_fingerprint("gcp-identity", namespace, service_account, audience, email or ""),
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from common import names
-from refresher.credentials import AzureIdentity, Credential, GcpKey, GitHubApp, Proxy
+from refresher.credentials import AzureIdentity, Credential, GcpIdentity, GcpKey, GitHubApp, Proxy
 from refresher.targets import Target, TargetKey
 
 MAX_REPOSITORIES = 500
@@ -158,7 +158,7 @@ def make_plan(
             permissions = tuple(sorted(target.permissions.items()))
             group = (target.namespace, credential.fingerprint, locator, permissions, proxies.get(target.key))
             github_groups[group].append((target, credential))
-        elif isinstance(credential, GcpKey):
+        elif isinstance(credential, (GcpKey, GcpIdentity)):
             proxy, through = via(target)
             key = MintKey(names.PROVIDER_GCP, target.namespace, credential.fingerprint, (*gcp_scopes, *through))
             assign(MintRequest(key, credential, scopes=gcp_scopes, proxy=proxy), (target, credential))

@@ -30,6 +30,7 @@ from refresher.credentials import (
     azure_identity,
     decode_data,
     gcp_credential,
+    gcp_identity,
     github_credential,
     proxy_from_secret,
 )
@@ -171,6 +172,9 @@ class Sources:
     async def credential_for(self, target: Target, now: float) -> Credential | None:
         if target.provider == names.PROVIDER_AZURE:
             return await self._azure_identity(target, now)
+        if target.provider == names.PROVIDER_GCP and target.service_account:
+            annotations = await self._service_account(target, target.service_account, now)
+            return gcp_identity(target.namespace, target.service_account, annotations)
         if not target.credentials:
             raise PermanentError("no credentials Secret named", "MissingKey")
         reference = target.credentials
@@ -245,7 +249,12 @@ class Sources:
         if target.service_account is None:
             self._check_identity_namespace(target, "Azure workload or managed identity")
             return azure_identity(target.namespace, None, None, data)
-        key = (target.namespace, target.service_account)
+        annotations = await self._service_account(target, target.service_account, now)
+        return azure_identity(target.namespace, target.service_account, annotations, data)
+
+    async def _service_account(self, target: Target, name: str, now: float) -> Mapping[str, str]:
+        """The annotations of the target's ServiceAccount (cached, re-read as credentials Secrets are)."""
+        key = (target.namespace, name)
         cached = self._service_accounts.get(key)
         if cached is None:
             try:
@@ -257,5 +266,5 @@ class Sources:
             annotations = None if obj is None else dict(meta(obj).get("annotations") or {})
             cached = self._service_accounts[key] = ServiceAccountEntry(now, annotations)
         if cached.annotations is None:
-            raise PermanentError(f'ServiceAccount "{target.service_account}" not found', "ServiceAccountNotFound")
-        return azure_identity(target.namespace, target.service_account, cached.annotations, data)
+            raise PermanentError(f'ServiceAccount "{name}" not found', "ServiceAccountNotFound")
+        return cached.annotations

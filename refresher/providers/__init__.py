@@ -6,10 +6,14 @@ stays inside the credential and the provider using it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from refresher.plan import MintRequest
+
+# (namespace, ServiceAccount, audience) -> a short-lived token of that ServiceAccount (Kubernetes TokenRequest)
+TokenRequester = Callable[[str, str, str], Awaitable[str]]
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from common import names
 from refresher.credentials import AzureIdentity, Proxy
 from refresher.errors import MintError, PermanentError, TemporaryError
 from refresher.plan import MintRequest
-from refresher.providers import Token, proxy_failed
+from refresher.providers import Token, TokenRequester, proxy_failed
 
 if TYPE_CHECKING:
     from azure.core.exceptions import ClientAuthenticationError
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 # identities never needs.
 
 # (namespace, serviceaccount, audience) -> a short-lived ServiceAccount token
-TokenRequester = Callable[[str, str, str], Awaitable[str]]
 
 
 class AzureProvider:

@@ -1,6 +1,10 @@
 """Google access tokens from a service-account key (or an external_account / workload identity federation
 config), through google-auth; refresh runs in a worker thread so the event loop never blocks on it.
 
+Keyless (a tenant's ServiceAccount, ``GcpIdentity``): its Kubernetes token (TokenRequest, audience the Workload
+Identity Federation provider named on it) is exchanged at ``--gcp-sts-url``, then, where the ServiceAccount names a
+Google service account, traded for that account's token at ``--gcp-iam-credentials-url`` (generateAccessToken).
+
 Key files come from tenants' Secrets, so they are untrusted input: a key's ``token_uri`` must be an allowed
 Google token endpoint (else a tenant could aim the refresher at an internal URL), and an external_account must
 be file-sourced with Google's STS as ``token_url`` (no URL- or executable-sourced credentials, which would make
@@ -12,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from refresher.credentials import GcpKey, Proxy
+from refresher.credentials import GcpIdentity, GcpKey, Proxy
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintRequest
-from refresher.providers import Token, proxy_failed
+from refresher.providers import Token, TokenRequester, proxy_failed
 
 if TYPE_CHECKING:
     import google.auth.exceptions
@@ -30,7 +35,8 @@ if TYPE_CHECKING:
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GOOGLE_STS_URL = "https://sts.googleapis.com/v1/token"
-GOOGLE_IMPERSONATION_PREFIX = "https://iamcredentials.googleapis.com/"
+GOOGLE_IAM_CREDENTIALS_URL = "https://iamcredentials.googleapis.com"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
 
 class GcpProvider:
@@ -40,6 +46,8 @@ class GcpProvider:
         timeout_s: float = 15.0,
         token_urls: tuple[str, ...] = (GOOGLE_TOKEN_URL,),
         sts_url: str = GOOGLE_STS_URL,
+        iam_url: str = GOOGLE_IAM_CREDENTIALS_URL,
+        token_request: TokenRequester | None = None,
     ) -> None:
         self._clock = clock
         # proxy fingerprint ("": none, the environment's HTTPS_PROXY / NO_PROXY) -> its session (pooled connections)
@@ -47,6 +55,8 @@ class GcpProvider:
         self._timeout = timeout_s
         self._token_urls = token_urls
         self._sts_url = sts_url
+        self._iam_url = iam_url.rstrip("/")
+        self._token_request = token_request
 
     def check(self, key: GcpKey) -> None:
         """Refuse key files that would point the refresher somewhere other than Google."""
@@ -69,11 +79,34 @@ class GcpProvider:
         if info.get("token_url") != self._sts_url:
             raise PermanentError(f"gcpServiceAccount external_account token_url must be {self._sts_url}", "InvalidKey")
         impersonation = info.get("service_account_impersonation_url")
-        if impersonation and not str(impersonation).startswith(GOOGLE_IMPERSONATION_PREFIX):
+        if impersonation and not str(impersonation).startswith(self._iam_url + "/"):
             raise PermanentError(
-                f"gcpServiceAccount service_account_impersonation_url must start with {GOOGLE_IMPERSONATION_PREFIX}",
+                f"gcpServiceAccount service_account_impersonation_url must start with {self._iam_url}/",
                 "InvalidKey",
             )
+
+    def _keyless(self, identity: GcpIdentity, subject_token: str, scopes: tuple[str, ...]) -> Any:
+        """google-auth's workload identity federation credentials, fed the ServiceAccount token we requested
+        (a supplier: no file, no URL, no command), and impersonating where the ServiceAccount says so."""
+        from google.auth import identity_pool
+
+        class Supplier(identity_pool.SubjectTokenSupplier):
+            def get_subject_token(self, context: Any, request: Any) -> str:
+                return subject_token
+
+        impersonation = (
+            f"{self._iam_url}/v1/projects/-/serviceAccounts/{identity.impersonate}:generateAccessToken"
+            if identity.impersonate
+            else None
+        )
+        return identity_pool.Credentials(  # type: ignore[no-untyped-call]
+            audience=identity.audience,
+            subject_token_type=JWT_TOKEN_TYPE,
+            token_url=self._sts_url,
+            subject_token_supplier=Supplier(),
+            service_account_impersonation_url=impersonation,
+            scopes=list(scopes),
+        )
 
     def _credentials(self, key: GcpKey, scopes: tuple[str, ...]) -> Any:
         import google.auth.exceptions
@@ -110,8 +143,14 @@ class GcpProvider:
 
     async def mint(self, request: MintRequest) -> Token:
         key = request.credential
-        assert isinstance(key, GcpKey)
-        credentials = self._credentials(key, request.scopes)
+        assert isinstance(key, GcpKey | GcpIdentity)
+        if isinstance(key, GcpIdentity):
+            if self._token_request is None:
+                raise PermanentError("keyless Google is not set up in this refresher", "IdentityUnavailable")
+            subject = await self._token_request(key.namespace, key.service_account, key.audience)
+            credentials = self._keyless(key, subject, request.scopes)
+        else:
+            credentials = self._credentials(key, request.scopes)
         import google.auth.exceptions
         import requests
 
@@ -121,8 +160,9 @@ class GcpProvider:
                 await asyncio.to_thread(self._refresh, credentials, request.proxy)
         except TimeoutError:
             raise TemporaryError("Google token endpoint timed out", "Unreachable") from None
-        except google.auth.exceptions.RefreshError as err:
-            raise _refresh_error(err) from None
+        except (google.auth.exceptions.RefreshError, google.auth.exceptions.OAuthError) as err:
+            # OAuthError: STS refused the exchange (workload identity federation)
+            raise _refresh_error(err, key) from None
         except (google.auth.exceptions.TransportError, requests.RequestException) as err:
             # type names only: a ProxyError's text quotes the proxy URL, credentials included
             if proxy_failed(err):
@@ -137,13 +177,36 @@ class GcpProvider:
         return Token(str(credentials.token), key.username, issued, expires)
 
 
-def _refresh_error(err: google.auth.exceptions.RefreshError) -> PermanentError | TemporaryError:
-    body = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], dict) else {}
-    code = str(body.get("error", "")) or "refused"
-    description = str(body.get("error_description", ""))[:160]
+def _refresh_error(
+    err: google.auth.exceptions.RefreshError | google.auth.exceptions.OAuthError, key: GcpKey | GcpIdentity
+) -> PermanentError | TemporaryError:
+    """Google's own words (OAuth/STS ``error``/``error_description``, or IAM's ``error.status``/``message``),
+    never the request: no token, no assertion."""
+    body: Any = err.args[1] if len(err.args) > 1 else {}
+    if isinstance(body, str | bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = {}
+    if not isinstance(body, dict):
+        body = {}
+    nested = body.get("error")
+    status = 0
+    if isinstance(nested, dict):  # IAM Credentials: {"error": {"code": 403, "message": ..., "status": ...}}
+        code, description = str(nested.get("status", "")) or "refused", str(nested.get("message", ""))[:160]
+        status = int(nested["code"]) if isinstance(nested.get("code"), int) else 0
+    else:
+        code, description = str(nested or "") or "refused", str(body.get("error_description", ""))[:160]
     said = f"{code}: {description}" if description else code
-    if getattr(err, "retryable", False):
+    if getattr(err, "retryable", False) or status >= 500 or status == 429:
         return TemporaryError(f"Google token endpoint failed ({said})", "Unavailable")
+    if isinstance(key, GcpIdentity):
+        return PermanentError(
+            f'Google refused ServiceAccount "{key.service_account}" ({said}): check the workload identity pool '
+            f"provider {key.audience.removeprefix('//iam.googleapis.com/')} trusts this cluster's issuer"
+            + (f" and may impersonate {key.impersonate} (roles/iam.workloadIdentityUser)" if key.impersonate else ""),
+            "Unauthorized",
+        )
     return PermanentError(
         f"Google refused the service-account key ({said}): check gcpServiceAccount (key revoked or disabled?)",
         "Unauthorized",

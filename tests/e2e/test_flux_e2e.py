@@ -125,6 +125,46 @@ async def test_gcp(flux_world: Flux) -> None:
         await unchanged_by_reapply(kube, namespace, "infra", text)
 
 
+POOL_PROVIDER = "projects/123456789/locations/global/workloadIdentityPools/clusters/providers/e2e"
+
+
+@pytest.mark.parametrize("impersonate", [True, False], ids=["impersonating", "federated"])
+async def test_gcp_keyless_per_object(flux_world: Flux, impersonate: bool) -> None:
+    """#17: no key anywhere. The tenant's ServiceAccount names the Workload Identity Federation provider (and the
+    Google service account to impersonate) with Flux's annotations; the refresher requests its token from the real
+    apiserver (TokenRequest), the STS stand-in verifies it against the apiserver's issuer and signing key, and the
+    real source-controller gets Ready on what Google returned."""
+    kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
+    source_controller = flux_world.controller
+    email = "infra-reader@demo-project.iam.gserviceaccount.com"
+    annotations = {names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER: POOL_PROVIDER}
+    if impersonate:
+        annotations[names.GCP_ANNOTATION_SERVICE_ACCOUNT] = email
+    await client.CoreV1Api(kube.api).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="infra", annotations=annotations))
+    )
+    issuer = f"https://127.0.0.1:{kube.plane.api_port}"
+    clouds.google.trust(POOL_PROVIDER, issuer, (kube.plane.state_dir / "pki" / "sa.pub").read_bytes())
+    clouds.google.allow(email, POOL_PROVIDER, namespace, "infra")
+    text = manifest("infra", namespace, url=clouds.repo_url("gcp/infra"), provider="gcp", serviceAccountName="infra")
+    async with refresher():
+        await apply(kube, text)
+        revision, seconds = await ready(kube, namespace, "infra", source_controller)
+        print(
+            f"\n{source_controller.version} gcp keyless ({'impersonating' if impersonate else 'federated'}): "
+            f"Ready on {revision} {seconds:.1f}s after apply"
+        )
+        await unchanged_by_reapply(kube, namespace, "infra", text)
+    secret = await filled(kube, namespace, "infra-git-token")
+    username = base64.b64decode(secret.data["username"]).decode()
+    assert username == (email if impersonate else names.GCP_FEDERATED_USERNAME)
+    subjects = [c["sub"] for c in clouds.google.exchanged]
+    assert f"system:serviceaccount:{namespace}:infra" in subjects
+    stored = (await get(kube, namespace, "infra"))["metadata"]["annotations"]
+    assert stored[names.ANNOTATION_SERVICE_ACCOUNT] == "infra"
+    assert names.ANNOTATION_CREDENTIALS_SECRET not in stored  # no key Secret named anywhere
+
+
 async def test_azure_per_object(flux_world: Flux) -> None:
     kube, clouds, namespace, refresher = flux_world.kube, flux_world.clouds, flux_world.namespace, flux_world.refresher
     source_controller = flux_world.controller

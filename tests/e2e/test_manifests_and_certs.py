@@ -53,7 +53,7 @@ def grants(docs: list[dict[str, Any]], role: str, resource: str) -> bool:
 
 async def test_serviceaccount_tokens_only_with_the_azure_per_object_overlay(kube: Kube) -> None:
     default = await asyncio.to_thread(built, kube, MANIFESTS)
-    per_object = await asyncio.to_thread(built, kube, MANIFESTS / "overlays" / "azure-per-object")
+    per_object = await asyncio.to_thread(built, kube, MANIFESTS / "overlays" / "per-object-identity")
     assert not grants(default, "flux-passwordless-refresher", "serviceaccounts/token")
     assert grants(per_object, "flux-passwordless-refresher", "serviceaccounts/token")
 

@@ -255,7 +255,7 @@ async def test_a_new_ca_is_served_without_a_restart(
 
 
 def overlay_with_fake_entra(tmp: Path, clouds: Clouds) -> Path:
-    """The shipped azure-per-object overlay, with the refresher's Entra ID endpoint and CA pointed at the stand-in
+    """The shipped per-object-identity overlay, with the refresher's Entra ID endpoint and CA pointed at the stand-in
     through its documented settings (environment variables), as an admin's own overlay would set them."""
     (tmp / "entra-ca.crt").write_bytes(clouds.tls.ca_pem)
     env = [
@@ -276,7 +276,7 @@ def overlay_with_fake_entra(tmp: Path, clouds: Clouds) -> Path:
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [os.path.relpath(MANIFESTS / "overlays" / "azure-per-object", tmp)],  # kustomize: no absolute
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "per-object-identity", tmp)],  # kustomize: no absolute
         "configMapGenerator": [{"name": "entra-ca", "namespace": NAMESPACE, "files": ["entra-ca.crt"]}],
         "generatorOptions": {"disableNameSuffixHash": True},
         "patches": [{"target": {"kind": "Deployment", "name": REFRESHER}, "patch": json.dumps(patch)}],
@@ -305,7 +305,7 @@ async def test_the_azure_per_object_overlay(
         url = node_clouds.repo_url("azure/fleet")
         await apply(node_kube, manifest("fleet", tenant, url=url, provider="azure", serviceAccountName="fleet"))
         revision, seconds = await ready(node_kube, tenant, "fleet", node_source_controller)
-        print(f"\nazure-per-object overlay: Ready on {revision} {seconds:.1f}s after kubectl apply")
+        print(f"\nper-object-identity overlay: Ready on {revision} {seconds:.1f}s after kubectl apply")
     finally:  # back to the default install for whatever runs next
         kubectl(plane, "apply", "-k", str(deployed.install), check=True)
         await asyncio.to_thread(wait_rollout, plane)

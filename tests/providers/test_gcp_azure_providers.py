@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common import names
-from refresher.credentials import azure_identity, gcp_credential
+from refresher.credentials import azure_identity, gcp_credential, gcp_identity
 from refresher.errors import PermanentError, TemporaryError
 from refresher.plan import MintKey, MintRequest
 from refresher.providers.azure import AzureProvider
@@ -97,7 +97,7 @@ def test_gcp_key_that_is_not_json_is_named() -> None:
     )
 
 
-# --- azure -----------------------------------------------------------------------------------------
+ISSUER = "https://kubernetes.default.svc"
 
 
 class Issuer:
@@ -114,13 +114,124 @@ class Issuer:
         self.requests.append((namespace, service_account, audience))
         now = int(time.time())
         claims = {
-            "iss": "https://kubernetes.default.svc",
+            "iss": ISSUER,
             "sub": f"system:serviceaccount:{namespace}:{service_account}",
             "aud": [audience],
             "iat": now,
             "exp": now + 3600,
         }
         return jwt.encode(claims, self.key, algorithm="RS256")
+
+
+# --- gcp keyless (a tenant's ServiceAccount, workload identity federation) -----------------------------
+
+POOL_PROVIDER = "projects/123456789/locations/global/workloadIdentityPools/clusters/providers/prod"
+READER = "infra-reader@demo-project.iam.gserviceaccount.com"
+
+
+def keyless(annotations: dict[str, str], namespace: str = "team-a", service_account: str = "infra") -> MintRequest:
+    credential = gcp_identity(namespace, service_account, annotations)
+    return MintRequest(MintKey("gcp", namespace, credential.fingerprint, SCOPES), credential, scopes=SCOPES)
+
+
+def keyless_provider(google: FakeGoogle, issuer: Issuer) -> GcpProvider:
+    return GcpProvider(
+        token_urls=(f"{google.url}/token",),
+        sts_url=f"{google.url}/v1/token",
+        iam_url=google.url,
+        token_request=issuer.token_request,
+    )
+
+
+WIF = {names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER: POOL_PROVIDER}
+
+
+async def test_gcp_keyless_impersonates_the_service_account_the_kubernetes_one_names(google: FakeGoogle) -> None:
+    issuer = Issuer()
+    google.trust(POOL_PROVIDER, ISSUER, issuer.public_pem)
+    google.allow(READER, POOL_PROVIDER, "team-a", "infra")
+    token = await keyless_provider(google, issuer).mint(keyless({**WIF, names.GCP_ANNOTATION_SERVICE_ACCOUNT: READER}))
+    assert token.username == READER
+    assert google.issued[token.value][0] == READER
+    assert issuer.requests == [("team-a", "infra", f"//iam.googleapis.com/{POOL_PROVIDER}")]
+    (claims,) = google.exchanged
+    assert claims["sub"] == "system:serviceaccount:team-a:infra"
+    assert google.impersonated == [
+        (f"principal://iam.googleapis.com/{POOL_PROVIDER.rpartition('/providers/')[0]}/subject/{claims['sub']}", READER)
+    ]
+
+
+async def test_gcp_keyless_without_impersonation_uses_the_federated_token(google: FakeGoogle) -> None:
+    issuer = Issuer()
+    google.trust(POOL_PROVIDER, ISSUER, issuer.public_pem)
+    token = await keyless_provider(google, issuer).mint(keyless(WIF))
+    assert token.username == names.GCP_FEDERATED_USERNAME
+    assert google.live(token.value)
+    assert google.impersonated == []
+
+
+async def test_gcp_keyless_refusals_say_what_to_check_and_carry_no_token(google: FakeGoogle) -> None:
+    issuer = Issuer()
+    provider = keyless_provider(google, issuer)
+    request = keyless({**WIF, names.GCP_ANNOTATION_SERVICE_ACCOUNT: READER})
+    with pytest.raises(PermanentError) as err:  # no pool provider of that name
+        await provider.mint(request)
+    assert err.value.reason == "Unauthorized"
+    assert "invalid_target" in str(err.value)
+    google.trust(POOL_PROVIDER, "https://another-cluster.example", issuer.public_pem)
+    with pytest.raises(PermanentError) as err:  # trusts another cluster's issuer
+        await provider.mint(request)
+    assert "issuer" in str(err.value)
+    google.trust(POOL_PROVIDER, ISSUER, Issuer().public_pem)
+    with pytest.raises(PermanentError) as err:  # the issuer's key is another one (a forged token)
+        await provider.mint(request)
+    assert "invalid_grant" in str(err.value)
+    google.trust(POOL_PROVIDER, ISSUER, issuer.public_pem)
+    with pytest.raises(PermanentError) as err:  # federated, but not allowed to impersonate the Google account
+        await provider.mint(request)
+    assert "PERMISSION_DENIED" in str(err.value)
+    assert "roles/iam.workloadIdentityUser" in str(err.value)
+    assert google.impersonated == []
+    for told in google.issued:  # the federated tokens: never in a message
+        assert told not in str(err.value)
+
+
+async def test_gcp_keyless_iam_outage_is_temporary(google: FakeGoogle) -> None:
+    issuer = Issuer()
+    google.trust(POOL_PROVIDER, ISSUER, issuer.public_pem)
+    google.allow(READER, POOL_PROVIDER, "team-a", "infra")
+    google.iam_fail_statuses = [503]
+    with pytest.raises(TemporaryError):
+        await keyless_provider(google, issuer).mint(keyless({**WIF, names.GCP_ANNOTATION_SERVICE_ACCOUNT: READER}))
+
+
+@pytest.mark.parametrize(
+    ("annotations", "reason", "said"),
+    [
+        ({}, "MissingKey", "lacks annotation gcp.auth.fluxcd.io/workload-identity-provider"),
+        (
+            {names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER: "https://evil.example/providers/x"},
+            "InvalidKey",
+            "is not projects/NUMBER",
+        ),
+        (
+            {**WIF, names.GCP_ANNOTATION_SERVICE_ACCOUNT: "x@y.iam.gserviceaccount.com/../../../v1/evil"},
+            "InvalidKey",
+            "is not a Google service account email",
+        ),
+    ],
+)
+def test_gcp_keyless_service_account_annotations_are_checked(
+    annotations: dict[str, str], reason: str, said: str
+) -> None:
+    """The email goes into the IAM URL's path, the provider into the audience: nothing else gets through."""
+    with pytest.raises(PermanentError) as err:
+        gcp_identity("team-a", "infra", annotations)
+    assert err.value.reason == reason
+    assert said in str(err.value)
+
+
+# --- azure -----------------------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ class Clouds:
     def authorize(self, username: str, password: str, repo: str) -> bool:
         if username == names.GITHUB_USERNAME:
             return self.github.live(password, repo)
-        if username.endswith(".iam.gserviceaccount.com"):
+        if username.endswith(".iam.gserviceaccount.com") or username == names.GCP_FEDERATED_USERNAME:
             return repo.startswith("gcp/") and self.google.live(password)
         if username == names.AZURE_DEFAULT_USERNAME:
             return repo.startswith("azure/") and self.entra.live(password)
@@ -61,6 +61,7 @@ class Clouds:
             f"--github-api-urls={self.github.url}",
             f"--gcp-token-urls={self.google.url}/token",
             f"--gcp-sts-url={self.google.url}/v1/token",
+            f"--gcp-iam-credentials-url={self.google.url}",
             f"--azure-authority-host={self.entra.url}",
             f"--azure-ca-file={self.tls.ca_file}",
         ]
