@@ -436,6 +436,23 @@ async def events_in(kube: Kube, namespace: str) -> list[str]:
     return [e.message or "" for e in listed.items if e.reporting_component == COMPONENT]
 
 
+async def test_a_central_google_key_serves_a_granted_tenant(flux_world: Flux) -> None:
+    """Grants are provider-neutral: a Google key in the platform namespace, granted to one tenant."""
+    kube, clouds, platform = flux_world.kube, flux_world.clouds, flux_world.namespace
+    (tenant,) = await tenant_namespaces(kube, platform, "g")
+    try:
+        key = clouds.google.service_account_key("flux@demo-project.iam.gserviceaccount.com")
+        data = {"gcpServiceAccount": json.dumps(key).encode()}
+        await create_secret(kube, platform, "gcp-sa", data, annotations=central_grant(tenant))
+        url = clouds.repo_url("gcp/infra")
+        text = manifest("infra", tenant, url=url, provider="gcp", secretRef={"name": f"{platform}/gcp-sa"})
+        async with flux_world.refresher(f"--namespaces={platform},{tenant}", f"--namespace={platform}"):
+            await apply(kube, text)
+            await ready(kube, tenant, "infra", flux_world.controller)
+    finally:
+        await drop_namespaces(kube, [tenant])
+
+
 async def test_moving_to_a_central_credential_keeps_the_gitrepository_ready(flux_world: Flux) -> None:
     """docs/migration.md, as a platform admin and a tenant would run it: a tenant on its own copy of the App key
     switches its GitRepository to the central credential, then deletes its copy; Ready never turns False and a new

@@ -534,3 +534,24 @@ async def test_an_opted_in_secret_may_name_a_granted_central_credential() -> Non
     loop.index.on_opt_in("ADDED", secret)
     await loop.step()
     assert loop.cluster.password(NS, "argo") == "token-1"
+
+
+async def test_forty_tenants_on_one_central_credential_cost_one_secret_read_and_forty_tokens() -> None:
+    """A central credential is read once per --credentials-resync, whatever the number of tenants naming it, and
+    each tenant gets its own token (one per namespace, credential and scope)."""
+    repos = []
+    for i in range(40):
+        repo = central(gitrepo("app"))
+        repo["metadata"]["namespace"] = f"team-{i}"
+        repo["metadata"]["uid"] = f"uid-team-{i}"
+        repos.append(repo)
+    loop = central_loop(*repos, namespaces="team-*")
+    reads = loop.cluster.reads
+    await loop.step()
+    assert loop.cluster.reads - reads == 1
+    assert len(loop.provider.mints) == 40
+    assert len({m.key.namespace for m in loop.provider.mints}) == 40
+    reads = loop.cluster.reads
+    await loop.step(1)
+    await loop.step(1)
+    assert loop.cluster.reads == reads  # passes between re-reads read nothing
