@@ -1,9 +1,10 @@
 """make soak: the refresher under faults, for minutes, checked every second.
 
-Two refresher replicas (their own processes, leader election on one Lease) keep 200 GitRepositories (GitHub
-Apps and Google service-account keys, 60-second tokens) and 8 opted-in Secrets (each with a key of its own that
-must survive) filled, against a real control plane that they reach through a TCP proxy. Every 20-40 s a fault
-drawn at random (seeded):
+Two refresher replicas (their own processes, leader election on one Lease) keep 215 GitRepositories (GitHub
+Apps and Google service-account keys in the tenants' namespaces; 10 on a central GitHub App granted to a tenant
+namespace; 5 keyless Google, per object through the apiserver's TokenRequest and STS; 60-second tokens) and 8
+opted-in Secrets (each with a key of its own that must survive) filled, against a real control plane that they
+reach through a TCP proxy. Every 20-40 s a fault drawn at random (seeded):
 
 - ``apiserver-restart``: kube-apiserver stopped and started on the same port;
 - ``connections-dropped``: the proxy cuts every connection mid-request and refuses new ones for 3 s;
@@ -63,6 +64,11 @@ from tests.support.tls import TLSFiles
 
 NAMESPACES = [f"soak-{i}" for i in range(4)]
 GITHUB_REPOS, GCP_REPOS, OPT_INS = 150, 50, 8
+CENTRAL_TENANT, CENTRAL_REPOS = "soak-tenant", 10  # GitRepositories on the central App
+KEYLESS_REPOS = 5  # keyless Google GitRepositories in soak-0
+OWN_NAMESPACE = "flux-passwordless"
+POOL_PROVIDER = "projects/123456789/locations/global/workloadIdentityPools/soak/providers/plane"
+KEYLESS_EMAIL = "keyless@demo-project.iam.gserviceaccount.com"
 TOKEN_LIFETIME_S = 60
 LEASE = "flux-passwordless-refresher"
 EXTRA_MINT_WITHIN_S = 20.0
@@ -174,6 +180,7 @@ class World:
     replicas: list[Replica]
     rng: random.Random
     apps: dict[str, int] = field(default_factory=dict)  # credentials Secret "ns/name" -> App ID
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)  # credentials Secret -> its grants
     rotations: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))  # installation -> times
     failovers: list[float] = field(default_factory=list)
     expired_secret_seconds: int = 0
@@ -195,8 +202,38 @@ class World:
 
 async def populate(world: World) -> None:
     core, custom = world.core, client.CustomObjectsApi(world.api)
-    for ns in [*NAMESPACES, "flux-passwordless"]:
+    for ns in [*NAMESPACES, CENTRAL_TENANT, OWN_NAMESPACE]:
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    # the central App: its key in the refresher's namespace only, granted to one tenant namespace (#17)
+    private, public = new_app_key()
+    world.github.add_app(200, public)
+    world.github.add_installation(600, 200, "org-c", {f"central-{j}" for j in range(CENTRAL_REPOS)})
+    central = f"{OWN_NAMESPACE}/central-app"
+    world.apps[central] = 200
+    world.annotations[central] = {
+        names.ANNOTATION_GRANT_NAMESPACES: CENTRAL_TENANT,
+        names.ANNOTATION_GRANT_REPOSITORIES: "org-c/central-*",
+    }
+    await put_secret(world, OWN_NAMESPACE, "central-app", github_data(world, 200, 600, private))
+    # keyless Google: a ServiceAccount of soak-0, trusted by a pool provider for this control plane's issuer
+    await core.create_namespaced_service_account(
+        NAMESPACES[0],
+        client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(
+                name="keyless",
+                annotations={
+                    names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER: POOL_PROVIDER,
+                    names.GCP_ANNOTATION_SERVICE_ACCOUNT: KEYLESS_EMAIL,
+                },
+            )
+        ),
+    )
+    world.google.trust(
+        POOL_PROVIDER,
+        f"https://127.0.0.1:{world.plane.api_port}",
+        (world.plane.state_dir / "pki" / "sa.pub").read_bytes(),
+    )
+    world.google.allow(KEYLESS_EMAIL, POOL_PROVIDER, NAMESPACES[0], "keyless")
     for i, ns in enumerate(NAMESPACES):
         private, public = new_app_key()
         app_id, installation = 100 + i, 500 + i
@@ -210,13 +247,16 @@ async def populate(world: World) -> None:
         await put_secret(world, ns, "gcp-sa", {"gcpServiceAccount": key_json(key)})
 
     def gitrepo(ns: str, name: str, provider: str, url: str, credentials: str) -> dict[str, Any]:
+        """``credentials``: a Secret, ``namespace/name`` of a central one, or ``sa:NAME`` for keyless."""
+        identity = (
+            {names.ANNOTATION_SERVICE_ACCOUNT: credentials.removeprefix("sa:")}
+            if credentials.startswith("sa:")
+            else {names.ANNOTATION_CREDENTIALS_SECRET: credentials}
+        )
         return {
             "apiVersion": names.GITREPOSITORY_API_VERSION,
             "kind": "GitRepository",
-            "metadata": {
-                "name": name,
-                "annotations": {names.ANNOTATION_PROVIDER: provider, names.ANNOTATION_CREDENTIALS_SECRET: credentials},
-            },
+            "metadata": {"name": name, "annotations": {names.ANNOTATION_PROVIDER: provider, **identity}},
             # 10 s interval + 5 s timeout: renewals at ~30 s into a 60 s token (2 x 15 s left for the consumer)
             "spec": {
                 "interval": "10s",
@@ -236,6 +276,12 @@ async def populate(world: World) -> None:
         ns = NAMESPACES[j % 2]
         url = f"https://source.developers.google.com/p/demo/r/infra-{j}"
         bodies.append((ns, gitrepo(ns, f"infra-{j}", "gcp", url, "gcp-sa")))
+    for j in range(CENTRAL_REPOS):
+        url = f"https://github.example.com/org-c/central-{j}"
+        bodies.append((CENTRAL_TENANT, gitrepo(CENTRAL_TENANT, f"central-{j}", "github", url, central)))
+    for j in range(KEYLESS_REPOS):
+        url = f"https://source.developers.google.com/p/demo/r/keyless-{j}"
+        bodies.append((NAMESPACES[0], gitrepo(NAMESPACES[0], f"keyless-{j}", "gcp", url, "sa:keyless")))
     for ns, body in bodies:
         await custom.create_namespaced_custom_object(
             names.FLUX_SOURCE_GROUP, "v1", ns, names.GITREPOSITORY_PLURAL, body
@@ -268,7 +314,10 @@ def github_data(world: World, app_id: int, installation: int, private: bytes) ->
 
 
 async def put_secret(world: World, ns: str, name: str, data: dict[str, bytes]) -> None:
-    body = client.V1Secret(metadata=client.V1ObjectMeta(name=name), data={k: b64(v) for k, v in data.items()})
+    annotations = world.annotations.get(f"{ns}/{name}")
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name, annotations=annotations), data={k: b64(v) for k, v in data.items()}
+    )
     try:
         await world.core.create_namespaced_secret(ns, body)
     except ApiException as err:
@@ -293,7 +342,7 @@ def excused(world: World, secret: dict[str, Any], now: float) -> bool:
 
 async def check(world: World, converged: asyncio.Event) -> None:
     """Read every Secret we fill (through the apiserver directly) and count those holding a dead token."""
-    expected = GITHUB_REPOS + GCP_REPOS + OPT_INS
+    expected = GITHUB_REPOS + GCP_REPOS + OPT_INS + CENTRAL_REPOS + KEYLESS_REPOS
     while True:
         started = time.monotonic()
         try:
@@ -428,6 +477,10 @@ FAULTS: dict[str, Callable[[World], Awaitable[str]]] = {
 
 
 def extra_mints(world: World) -> int:
+    return len(extra_mint_keys(world))
+
+
+def extra_mint_keys(world: World) -> list[str]:
     """Mints of one token (same installation, repositories, permissions; or same Google account) less than
     EXTRA_MINT_WITHIN_S after the previous one, the first after a rotation of its credential left out."""
     times: dict[tuple[Any, ...], list[tuple[float, int]]] = defaultdict(list)
@@ -439,13 +492,13 @@ def extra_mints(world: World) -> int:
         times[key].append((token.expires_at - TOKEN_LIFETIME_S, token.installation))
     for email, expires in world.google.issued.values():
         times[("gcp", email)].append((expires - TOKEN_LIFETIME_S, -1))
-    extra = 0
-    for minted in times.values():
+    extra: list[str] = []
+    for key, minted in times.items():
         minted.sort()
         for (before, _), (at, installation) in itertools.pairwise(minted):
             rotated = any(before <= r <= at for r in world.rotations.get(installation, []))
             if at - before < EXTRA_MINT_WITHIN_S and not rotated:
-                extra += 1
+                extra.append(f"{key[0]}:{key[1]}:{key[2] if len(key) > 2 else ''} after {at - before:.1f}s")
     return extra
 
 
@@ -490,6 +543,8 @@ async def soak(
                         "--credentials-resync=5",
                         f"--github-recheck-interval={RECHECK_S}",
                         f"--gcp-token-urls={google.url}/token",
+                        f"--gcp-sts-url={google.url}/v1/token",
+                        f"--gcp-iam-credentials-url={google.url}",
                         f"--github-api-urls={github.url}",
                         "--log-level=info",
                     ],
@@ -542,6 +597,7 @@ async def soak(
                 "expired_secret_seconds": world.expired_secret_seconds,
                 "max_failover_s": round(max(world.failovers, default=0.0), 1),
                 "extra_mints": extra_mints(world),
+                "extra_mint_keys": extra_mint_keys(world)[:10],
                 "lost_foreign_keys": len(world.lost_foreign),
                 "mints": github.mints + len(google.issued),
                 "checks": world.checks,

@@ -34,7 +34,7 @@ from refresher.credentials import (
     github_credential,
     proxy_from_secret,
 )
-from refresher.errors import MintError, PermanentError, TemporaryError
+from refresher.errors import MintError, PermanentError
 from refresher.grants import Grants, grants_of
 from refresher.targets import Target
 
@@ -132,7 +132,8 @@ class Sources:
             await asyncio.gather(*(self._read_credentials(ns, name, now) for ns, name in stale))
         for key in [k for k in self._credentials if k not in wanted]:
             del self._credentials[key]
-        for key in [k for k, e in self._service_accounts.items() if self._stale(e.read_at, now)]:
+        named = {(t.namespace, t.service_account) for t in targets if t.service_account}
+        for key in [k for k in self._service_accounts if k not in named]:
             del self._service_accounts[key]
 
     def _locate(self, target: Target, reference: str) -> Key | None:
@@ -174,6 +175,8 @@ class Sources:
             return await self._azure_identity(target, now)
         if target.provider == names.PROVIDER_GCP and target.service_account:
             annotations = await self._service_account(target, target.service_account, now)
+            if annotations is None:
+                return None  # unreadable for now; the next pass tries again
             return gcp_identity(target.namespace, target.service_account, annotations)
         if not target.credentials:
             raise PermanentError("no credentials Secret named", "MissingKey")
@@ -240,7 +243,7 @@ class Sources:
                 "IdentityRefused",
             )
 
-    async def _azure_identity(self, target: Target, now: float) -> Credential:
+    async def _azure_identity(self, target: Target, now: float) -> Credential | None:
         data: dict[str, bytes] = {}
         if target.credentials:
             entry = self._credentials.get((target.namespace, target.credentials))
@@ -250,21 +253,29 @@ class Sources:
             self._check_identity_namespace(target, "Azure workload or managed identity")
             return azure_identity(target.namespace, None, None, data)
         annotations = await self._service_account(target, target.service_account, now)
+        if annotations is None:
+            return None  # unreadable for now; the next pass tries again
         return azure_identity(target.namespace, target.service_account, annotations, data)
 
-    async def _service_account(self, target: Target, name: str, now: float) -> Mapping[str, str]:
-        """The annotations of the target's ServiceAccount (cached, re-read as credentials Secrets are)."""
+    async def _service_account(self, target: Target, name: str, now: float) -> Mapping[str, str] | None:
+        """The annotations of the target's ServiceAccount, cached and re-read as credentials Secrets are; None
+        when it cannot be read yet. A failed re-read keeps what was read before (an apiserver restart must not
+        stop, or restart, the tokens of every per-object identity)."""
         key = (target.namespace, name)
         cached = self._service_accounts.get(key)
-        if cached is None:
+        if cached is None or self._stale(cached.read_at, now):
             try:
                 obj = await self._cluster.read_service_account(*key)
-            except TRANSPORT_ERRORS:
-                raise TemporaryError("ServiceAccount lookup failed: apiserver unreachable", "Unavailable") from None
-            except ApiException as err:
-                raise TemporaryError(f"ServiceAccount lookup failed (HTTP {err.status})", "Unavailable") from None
-            annotations = None if obj is None else dict(meta(obj).get("annotations") or {})
-            cached = self._service_accounts[key] = ServiceAccountEntry(now, annotations)
+            except (*TRANSPORT_ERRORS, ApiException) as err:
+                status = getattr(err, "status", None)
+                log.warning(
+                    "ServiceAccount unreadable", extra={"namespace": key[0], "service_account": name, "status": status}
+                )
+                if cached is None:
+                    return None
+            else:
+                annotations = None if obj is None else dict(meta(obj).get("annotations") or {})
+                cached = self._service_accounts[key] = ServiceAccountEntry(now, annotations)
         if cached.annotations is None:
             raise PermanentError(f'ServiceAccount "{name}" not found', "ServiceAccountNotFound")
         return cached.annotations

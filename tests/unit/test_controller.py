@@ -14,6 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from common import names
 from refresher.config import from_args
 from refresher.controller import Controller
+from refresher.credentials import GcpIdentity
 from refresher.errors import PermanentError, TemporaryError
 from refresher.events import Reporter
 from refresher.index import Index
@@ -64,7 +65,7 @@ class Loop:
         self.events = EventLog()
         self.controller = Controller(
             config,
-            {names.PROVIDER_GITHUB: self.provider},
+            dict.fromkeys((names.PROVIDER_GITHUB, names.PROVIDER_GCP), self.provider),
             Reporter(self.events),
             self.cluster,
             self.index,
@@ -555,3 +556,32 @@ async def test_forty_tenants_on_one_central_credential_cost_one_secret_read_and_
     await loop.step(1)
     await loop.step(1)
     assert loop.cluster.reads == reads  # passes between re-reads read nothing
+
+
+async def test_a_serviceaccount_unreadable_for_a_while_neither_stops_nor_restarts_a_keyless_token() -> None:
+    """An apiserver restart fails the ServiceAccount's re-read: the identity read before is kept (no Warning, no
+    early mint); the token is renewed when due."""
+    repo = gitrepo("infra")
+    repo["metadata"]["annotations"] = {names.ANNOTATION_PROVIDER: "gcp", names.ANNOTATION_SERVICE_ACCOUNT: "infra"}
+    repo["spec"]["url"] = "https://source.developers.google.com/p/demo/r/infra"
+    loop = Loop(repo)
+    loop.cluster.service_accounts[(NS, "infra")] = {
+        "metadata": {
+            "name": "infra",
+            "namespace": NS,
+            "annotations": {
+                names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER: "projects/1/locations/global/workloadIdentityPools/p/"
+                "providers/k8s"
+            },
+        }
+    }
+    await loop.step()
+    assert loop.password("infra") == "token-1"
+    assert isinstance(loop.provider.mints[0].credential, GcpIdentity)
+    loop.cluster.fail_next = [aiohttp.ClientConnectionError()] * 3
+    await loop.step(40)  # the ServiceAccount is due a re-read; it fails
+    await loop.step(1)
+    assert len(loop.provider.mints) == 1
+    assert loop.events.reasons("infra") == ["TokenMinted"]
+    await loop.step(3000)  # due a renewal: minted from the identity read again
+    assert loop.password("infra") == "token-2"
