@@ -69,8 +69,16 @@ run: venv ## The product's main job: on a local control plane (no KUBECONFIG) th
 	@$(PY) -m demo
 
 .PHONY: test
-test: venv control-plane flux node-deps node ## Install what the tests need, then run them all (unit + e2e on a real apiserver, real Flux)
+test: venv control-plane flux peers node-deps node ## Install what the tests need, then run them all (unit + e2e on a real apiserver, real Flux)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: peers
+peers: ## Build the pod mutation of the webhooks we stand in for (Azure Workload Identity, EKS) from their Go modules (cached)
+	@bash tests/peers/build.sh >/dev/null
+
+.PHONY: peer-goldens
+peer-goldens: venv peers ## Rewrite the peer fixtures' answers (tests/fixtures/pods/peers) from the peers' own code; read the diff
+	@$(PY) -m tests.peers.refresh
 
 .PHONY: lint
 lint: venv ## ruff and mypy --strict

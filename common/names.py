@@ -101,17 +101,16 @@ AZURE_DEFAULT_USERNAME: Final = "azure-devops"
 AZURE_ANNOTATION_CLIENT_ID: Final = "azure.workload.identity/client-id"
 AZURE_ANNOTATION_TENANT_ID: Final = "azure.workload.identity/tenant-id"
 AZURE_ANNOTATION_SKIP_CONTAINERS: Final = "azure.workload.identity/skip-containers"
+AZURE_ANNOTATION_INJECT_PROXY_SIDECAR: Final = "azure.workload.identity/inject-proxy-sidecar"
 AZURE_ANNOTATION_TOKEN_EXPIRATION: Final = "azure.workload.identity/service-account-token-expiration"
 AZURE_LABEL_USE: Final = "azure.workload.identity/use"
 AZURE_TOKEN_AUDIENCE: Final = "api://AzureADTokenExchange"
-# The token layout of the Azure Workload Identity webhook (v1.6 on): volume <prefix><hash>, mounted at
-# <path prefix>/<hash>, the token at token/azure-identity-token under it; <hash> is the first characters of
+# The token layout of the Azure Workload Identity webhook v1.6.0 (its consts.go): volume <prefix><hash>, mounted at
+# /var/run/secrets/azure/wi, the token at token/azure-identity-token under it; <hash> is the first characters of
 # sha256(pod name) (``generateName + " (prefix)"`` for a pod not named yet) that keep the volume name within 63.
 AZURE_TOKEN_VOLUME_PREFIX: Final = "azure-workload-identity-reserved-"
-AZURE_TOKEN_PATH_PREFIX: Final = "/var/run/secrets/azure/wi"
+AZURE_TOKEN_MOUNT_PATH: Final = "/var/run/secrets/azure/wi"
 AZURE_TOKEN_FILE: Final = "token/azure-identity-token"
-# The layout before v1.6, recognised so a pod injected by an older webhook is never injected twice.
-AZURE_LEGACY_TOKEN_VOLUME: Final = "azure-identity-token"
 AZURE_DEFAULT_AUTHORITY_HOST: Final = "https://login.microsoftonline.com/"
 AZURE_TOKEN_EXPIRATION_MIN: Final = 3600
 AZURE_TOKEN_EXPIRATION_MAX: Final = 86400
@@ -126,6 +125,10 @@ AWS_TOKEN_VOLUME: Final = "aws-iam-token"
 AWS_TOKEN_MOUNT_PATH: Final = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
 AWS_TOKEN_FILE: Final = "token"
 AWS_TOKEN_EXPIRATION: Final = 86400
+AWS_TOKEN_EXPIRATION_MIN: Final = 600  # the peer raises anything shorter to this
+AWS_ANNOTATION_TOKEN_EXPIRATION: Final = "eks.amazonaws.com/token-expiration"  # ServiceAccount and Pod
+AWS_ANNOTATION_STS_REGIONAL_ENDPOINTS: Final = "eks.amazonaws.com/sts-regional-endpoints"
+AWS_ANNOTATION_SKIP_CONTAINERS: Final = "eks.amazonaws.com/skip-containers"  # Pod
 
 # --- workload identity: GCP -------------------------------------------------------------------
 GCP_ANNOTATION_SERVICE_ACCOUNT: Final = "iam.gke.io/gcp-service-account"

@@ -78,6 +78,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--azure-injection", choices=MODES, default=env("azure-injection", "label"))
     p.add_argument("--aws-injection", choices=MODES, default=env("aws-injection", "label"))
     p.add_argument(
+        "--aws-default-region",
+        default=env("aws-default-region", ""),
+        help="full AWS injection: AWS_REGION and AWS_DEFAULT_REGION (the EKS webhook's --aws-default-region)",
+    )
+    p.add_argument(
+        "--aws-sts-regional-endpoints",
+        action="store_true",
+        default=env("aws-sts-regional-endpoints", "") == "true",
+        help="full AWS injection: AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise "
+        "(the EKS webhook's --sts-regional-endpoint)",
+    )
+    p.add_argument(
         "--gke-node-selector",
         action="store_true",
         default=env("gke-node-selector", "") == "true",
@@ -190,6 +202,8 @@ def from_args(argv: list[str] | None = None) -> WebhookConfig:
             gke_node_selector=a.gke_node_selector,
             azure_tenant_id=a.azure_tenant_id,
             azure_authority_host=a.azure_authority_host,
+            aws_default_region=a.aws_default_region,
+            aws_sts_regional_endpoints=a.aws_sts_regional_endpoints,
         ),
         excluded_namespaces=excluded,
         kubeconfig=a.kubeconfig,

@@ -59,6 +59,20 @@ class PodWriter:
             op = "replace" if existed else "add"
             self.ops.append({"op": op, "path": pointer(path, key), "value": value})
 
+    def replace_item(self, path: Path, index: int, value: Any) -> None:
+        """Replace element ``index`` of the list at ``path`` (which the original has)."""
+        node, covered = self._node(path, list)
+        node[index] = value
+        if not covered:
+            self.ops.append({"op": "replace", "path": f"{pointer(path)}/{index}", "value": value})
+
+    def insert(self, path: Path, index: int, value: Any) -> None:
+        """Insert ``value`` at ``index`` of the list at ``path`` (which the original has)."""
+        node, covered = self._node(path, list)
+        node.insert(index, value)
+        if not covered:
+            self.ops.append({"op": "add", "path": f"{pointer(path)}/{index}", "value": value})
+
     def append(self, path: Path, value: Any) -> None:
         node, covered = self._node(path, list)
         node.append(value)
@@ -123,12 +137,37 @@ def inject_into_containers(
                 w.append(("spec", kind, index, "volumeMounts"), mount)
 
 
-def add_volume(w: PodWriter, volume: dict[str, Any]) -> None:
+def add_volume(w: PodWriter, volume: dict[str, Any], first: bool = False) -> None:
+    """Add ``volume`` unless one of its name exists (``first``: at the head of the list)."""
     existing = get(w.original, "spec", "volumes") or []
-    if not any(v.get("name") == volume["name"] for v in existing):
+    if any(v.get("name") == volume["name"] for v in existing):
+        return
+    if first and existing:
+        w.insert(("spec", "volumes"), 0, volume)
+    else:
         w.append(("spec", "volumes"), volume)
 
 
 def set_if_absent(w: PodWriter, path: Path, current: Mapping[str, str] | None, key: str, value: str) -> None:
     if not current or key not in current:
         w.set(path, key, value)
+
+
+def upsert_mount(w: PodWriter, kind: str, index: int, container: Mapping[str, Any], mount: dict[str, Any]) -> None:
+    """The container mounts ``mount``: a mount of the same volume name is made exactly it, else it is added."""
+    for i, existing in enumerate(container.get("volumeMounts") or []):
+        if existing.get("name") == mount["name"]:
+            if existing != mount:
+                w.replace_item(("spec", kind, index, "volumeMounts"), i, mount)
+            return
+    w.append(("spec", kind, index, "volumeMounts"), mount)
+
+
+def upsert_volume(w: PodWriter, volume: dict[str, Any]) -> None:
+    """The pod has ``volume``: one of the same name is made exactly it, else it is added."""
+    for i, existing in enumerate(get(w.original, "spec", "volumes") or []):
+        if existing.get("name") == volume["name"]:
+            if existing != volume:
+                w.replace_item(("spec", "volumes"), i, volume)
+            return
+    w.append(("spec", "volumes"), volume)

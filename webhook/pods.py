@@ -28,15 +28,10 @@ class _Named(TypedDict, total=False):
     name: str
 
 
-class _VolumeMount(TypedDict, total=False):
-    name: str
-    mountPath: str
-
-
 class _Container(TypedDict, total=False):
     name: str
     env: list[_Named]
-    volumeMounts: list[_VolumeMount]
+    volumeMounts: list[dict[str, Any]]  # whole: a mount of our volume's name is compared and corrected
 
 
 class _PodSpec(TypedDict, total=False):

@@ -45,7 +45,12 @@ async def review_gitrepository(
     policy = config.policy
     provider = managed_provider(request.object)
     old = request.old_object
-    if provider is not None and provider not in policy.managed_providers and old and managed_provider(old) == provider:
+    if (
+        provider in names.SERVABLE_PROVIDERS
+        and provider not in policy.managed_providers
+        and old
+        and managed_provider(old) == provider
+    ):
         # Not written by this request (the admin narrowed --managed-providers since): keep it, so updates of
         # existing objects (Flux's finalizer, a label) still pass. The refresher warns that it is not served.
         policy = dataclasses.replace(policy, managed_providers=policy.managed_providers | {provider})

@@ -182,6 +182,14 @@ async def test_any_decodable_gitrepository_review_is_answered_and_a_second_pass_
     assert await review_gitrepository_body(body) in {"400", "denied", "allowed", "patched", "skipped"}
 
 
+async def test_an_empty_provider_annotation_kept_across_an_update_is_answered() -> None:
+    """Found by hypothesis: an UPDATE whose old and new objects both carry an empty provider annotation widened
+    the policy with "" and failed (a 500), an UPDATE any tenant can send. It is a denial naming the annotation."""
+    obj = {"metadata": {"name": "manager", "annotations": {"flux-passwordless.io/provider": ""}}, "spec": {}}
+    body = envelope("GitRepository", obj, "UPDATE", obj)
+    assert await review_gitrepository_body(body) == "denied"
+
+
 def test_the_properties_see_every_outcome() -> None:
     """The generators reach the interesting answers, not only 400s (a property that only ever sees 400s checks
     nothing)."""
