@@ -236,9 +236,10 @@ async def test_pod_in_opted_in_namespace_gets_full_azure_injection(
     assert pod.metadata.annotations["flux-passwordless.io/injected"] == "azure"
     env = {e.name: e.value for e in pod.spec.containers[0].env}
     assert env["AZURE_CLIENT_ID"] == CLIENT_ID
-    # the Azure Workload Identity webhook's layout: hash = sha256(pod name), cut to keep the name within 63
+    # the Azure Workload Identity webhook v1.6.0's layout: the volume named from sha256(pod name), cut to keep
+    # the name within 63, mounted at /var/run/secrets/azure/wi
     suffix = hashlib.sha256(b"sc").hexdigest()[:30]
-    assert env["AZURE_FEDERATED_TOKEN_FILE"] == f"/var/run/secrets/azure/wi/{suffix}/token/azure-identity-token"
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/wi/token/azure-identity-token"
     volume = next(v for v in pod.spec.volumes if v.name == f"azure-workload-identity-reserved-{suffix}")
     token = volume.projected.sources[0].service_account_token
     assert (token.audience, token.expiration_seconds, token.path) == (
@@ -247,7 +248,7 @@ async def test_pod_in_opted_in_namespace_gets_full_azure_injection(
         "token/azure-identity-token",
     )
     mounts = {m.name: m.mount_path for m in pod.spec.containers[0].volume_mounts}
-    assert mounts[f"azure-workload-identity-reserved-{suffix}"] == f"/var/run/secrets/azure/wi/{suffix}"
+    assert mounts[f"azure-workload-identity-reserved-{suffix}"] == "/var/run/secrets/azure/wi"
 
 
 async def test_pod_outside_opted_in_namespaces_is_untouched(
