@@ -20,7 +20,7 @@ kubeimports.install()  # the suite imports kubernetes-asyncio as the shipped pro
 from kubernetes_asyncio import client, config
 
 from common import logs
-from tests.support.controlplane import ControlPlane, binaries_dir
+from tests.support.controlplane import DEFAULT_K8S, ControlPlane, binaries_dir
 from tests.support.kube import Kube, install_crds
 
 E2E_DIR = Path(__file__).parent / "e2e"
@@ -60,11 +60,18 @@ async def report_hangs(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    bin_dir = binaries_dir()
+def k8s_version(request: pytest.FixtureRequest) -> str:
+    """The Kubernetes version of the control plane: the default, or a version of ``K8S_MATRIX`` where a module
+    parametrizes it (``pytestmark = K8S_VERSIONS``, tests.support.kube)."""
+    return str(getattr(request, "param", DEFAULT_K8S))
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory, k8s_version: str) -> Iterator[ControlPlane]:
+    bin_dir = binaries_dir(version=k8s_version)
     if not (bin_dir / "kube-apiserver").exists():
         pytest.fail(f"no control plane at {bin_dir}: run `make control-plane` (or the README's test command)")
-    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir)
+    plane = ControlPlane(tmp_path_factory.mktemp(f"controlplane-{k8s_version}"), bin_dir)
     plane.start()
     try:
         install_crds(plane)

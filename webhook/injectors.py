@@ -16,6 +16,7 @@ from webhook.podpatch import (
     Pod,
     PodWriter,
     add_volume,
+    containers,
     get,
     set_if_absent,
     token_volume,
@@ -74,16 +75,11 @@ def _azure(w: PodWriter, sa: Mapping[str, str], config: PodConfig) -> bool:
         ("AZURE_AUTHORITY_HOST", config.azure_authority_host),
     ]
     mount = {"name": volume, "mountPath": names.AZURE_TOKEN_MOUNT_PATH, "readOnly": True}
-    spec = w.original.get("spec") or {}
-    for kind in ("initContainers", "containers"):
-        for index, container in enumerate(spec.get(kind) or []):
-            if container.get("name") in skip:
-                continue
-            have = {e.get("name") for e in container.get("env") or []}
-            for name, value in wanted:
-                if name not in have and value:
-                    w.append(("spec", kind, index, "env"), {"name": name, "value": value})
-            upsert_mount(w, kind, index, container, mount)
+    for kind, index, container, have in containers(w, skip):
+        for name, value in wanted:
+            if name not in have and value:
+                w.append(("spec", kind, index, "env"), {"name": name, "value": value})
+        upsert_mount(w, kind, index, container, mount)
     upsert_volume(w, token_volume(volume, names.AZURE_TOKEN_AUDIENCE, expiration, names.AZURE_TOKEN_FILE))
     return True
 
@@ -130,30 +126,25 @@ def _aws(w: PodWriter, sa: Mapping[str, str], config: PodConfig) -> bool:
     if "windows" in (node_selector.get("kubernetes.io/os"), node_selector.get("beta.kubernetes.io/os")):
         token_file = "C:" + token_file.replace("/", "\\")
     mount = {"name": names.AWS_TOKEN_VOLUME, "readOnly": True, "mountPath": names.AWS_TOKEN_MOUNT_PATH}
-    spec = w.original.get("spec") or {}
-    for kind in ("initContainers", "containers"):
-        for index, container in enumerate(spec.get(kind) or []):
-            if container.get("name") in skip:
-                continue
-            have = {e.get("name") for e in container.get("env") or []}
-            if (
-                have & {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"}
-                and have & {"AWS_REGION", "AWS_DEFAULT_REGION"}
-                and "AWS_STS_REGIONAL_ENDPOINTS" in have
-            ):
-                continue  # the peer's rule: a container that sets all three kinds is configured, mount included
-            env: list[tuple[str, str]] = []
-            if regional and "AWS_STS_REGIONAL_ENDPOINTS" not in have:
-                env.append(("AWS_STS_REGIONAL_ENDPOINTS", "regional"))
-            if config.aws_default_region and not have & {"AWS_REGION", "AWS_DEFAULT_REGION"}:
-                env += [("AWS_DEFAULT_REGION", config.aws_default_region), ("AWS_REGION", config.aws_default_region)]
-            if not have & {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"}:
-                env.append(("AWS_ROLE_ARN", sa[names.AWS_ANNOTATION_ROLE_ARN]))
-                env.append(("AWS_WEB_IDENTITY_TOKEN_FILE", token_file))
-            for name, value in env:
-                w.append(("spec", kind, index, "env"), {"name": name, "value": value})
-            if not any(m.get("name") == names.AWS_TOKEN_VOLUME for m in container.get("volumeMounts") or []):
-                w.append(("spec", kind, index, "volumeMounts"), mount)
+    for kind, index, container, have in containers(w, skip):
+        if (
+            have & {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"}
+            and have & {"AWS_REGION", "AWS_DEFAULT_REGION"}
+            and "AWS_STS_REGIONAL_ENDPOINTS" in have
+        ):
+            continue  # the peer's rule: a container that sets all three kinds is configured, mount included
+        env: list[tuple[str, str]] = []
+        if regional and "AWS_STS_REGIONAL_ENDPOINTS" not in have:
+            env.append(("AWS_STS_REGIONAL_ENDPOINTS", "regional"))
+        if config.aws_default_region and not have & {"AWS_REGION", "AWS_DEFAULT_REGION"}:
+            env += [("AWS_DEFAULT_REGION", config.aws_default_region), ("AWS_REGION", config.aws_default_region)]
+        if not have & {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"}:
+            env.append(("AWS_ROLE_ARN", sa[names.AWS_ANNOTATION_ROLE_ARN]))
+            env.append(("AWS_WEB_IDENTITY_TOKEN_FILE", token_file))
+        for name, value in env:
+            w.append(("spec", kind, index, "env"), {"name": name, "value": value})
+        if not any(m.get("name") == names.AWS_TOKEN_VOLUME for m in container.get("volumeMounts") or []):
+            w.append(("spec", kind, index, "volumeMounts"), mount)
     audience = sa.get(names.AWS_ANNOTATION_AUDIENCE) or names.AWS_DEFAULT_AUDIENCE
     volume = token_volume(names.AWS_TOKEN_VOLUME, audience, expiration, names.AWS_TOKEN_FILE)
     add_volume(w, volume, first=True)

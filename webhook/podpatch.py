@@ -4,13 +4,14 @@ mounts, volumes, map entries), each adding only what is missing. Pure, no IO."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from webhook.jsonpatch import Patch, escape
 
 Pod = dict[str, Any]
 Path = tuple[str | int, ...]
+Container = dict[str, Any]
 
 
 class PodWriter:
@@ -113,28 +114,13 @@ def token_volume(name: str, audience: str, seconds: int, path: str) -> dict[str,
     }
 
 
-def inject_into_containers(
-    w: PodWriter,
-    env: list[dict[str, str]],
-    mount: dict[str, Any],
-    skip: frozenset[str] = frozenset(),
-) -> None:
-    """Add ``env`` (by name, never overwriting) and ``mount`` to every init and regular container."""
+def containers(w: PodWriter, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, int, Container, set[str]]]:
+    """Every init and regular container not named in ``skip``: (list, index, the container, its env names)."""
     spec = w.original.get("spec") or {}
     for kind in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(kind) or []):
-            if container.get("name") in skip:
-                continue
-            have = {e.get("name") for e in container.get("env") or []}
-            missing_env = [e for e in env if e["name"] not in have]
-            mounts = container.get("volumeMounts") or []
-            needs_mount = not any(
-                m.get("name") == mount["name"] or m.get("mountPath") == mount["mountPath"] for m in mounts
-            )
-            for entry in missing_env:
-                w.append(("spec", kind, index, "env"), entry)
-            if needs_mount:
-                w.append(("spec", kind, index, "volumeMounts"), mount)
+            if container.get("name") not in skip:
+                yield kind, index, container, {e.get("name") for e in container.get("env") or []}
 
 
 def add_volume(w: PodWriter, volume: dict[str, Any], first: bool = False) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes parts from Kubernetes' published Go modules into a cache directory outside the
 # repository, keyed by versions and a hash of this module and the commands' sources, so a second run is a no-op.
-#   build.sh [node]              build if needed, print the bin directory
+#   [K8S_VERSION=v1.37.2] build.sh [node]   build if needed, print the bin directory
 #   build.sh --print-dir [node]  print the bin directory only (it may not exist yet)
 # Without "node": the control plane the tests start (etcd, kube-apiserver, kubectl). With "node": what a real
 # one-node cluster adds (kubelet, kube-proxy, kube-scheduler, kube-controller-manager; tests/node).
@@ -10,8 +10,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${FLUX_PASSWORDLESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flux-passwordless}
 print_only=false
 if [[ "${1:-}" == "--print-dir" ]]; then print_only=true; shift; fi
-k8s=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/go.mod")
-etcd=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$here/go.mod")
+# K8S_VERSION: another Kubernetes version pinned by pin.sh (versions/VERSION/go.mod); default: this go.mod's
+mod="$here"
+default_k8s=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/go.mod")
+if [[ -n "${K8S_VERSION:-}" && "${K8S_VERSION}" != "$default_k8s" ]]; then
+  mod="$here/versions/$K8S_VERSION"
+  [[ -f "$mod/go.mod" ]] || { echo "Kubernetes $K8S_VERSION is not pinned: bash tests/controlplane/pin.sh $K8S_VERSION" >&2; exit 1; }
+fi
+k8s=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$mod/go.mod")
+etcd=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$mod/go.mod")
 if [[ "${1:-}" == "node" ]]; then
   what="node"; cmds=(kubelet kube-proxy kube-scheduler kube-controller-manager); prefix="node-k8s-$k8s"
 else
@@ -20,7 +27,7 @@ fi
 # Versions stamped as in Kubernetes' own release builds: kubelet registers its Node with it, and the
 # version skew checks compare it (unstamped, it says v0.0.0-master+$Format:%H$).
 stamp="-X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
-hash=$( (cat "$here/go.mod" "$here/go.sum"; for c in "${cmds[@]}"; do cat "$here/$c/main.go"; done; echo "$stamp") \
+hash=$( (cat "$mod/go.mod" "$mod/go.sum"; for c in "${cmds[@]}"; do cat "$here/$c/main.go"; done; echo "$stamp") \
        | sha256sum | cut -c1-12)
 dir="$cache_root/controlplane/$prefix-$hash"
 if $print_only; then echo "$dir/bin"; exit 0; fi
@@ -35,7 +42,15 @@ mkdir -p "$cache_root/controlplane"
 tmp=$(mktemp -d "$cache_root/controlplane/.build-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-cd "$here"
+if [[ "$mod" == "$here" ]]; then
+  cd "$here"
+else  # the shared commands' sources with this version's module file
+  mkdir -p "$tmp/src"
+  for c in "${cmds[@]}"; do cp -r "$here/$c" "$tmp/src/"; done
+  cp "$mod/go.mod" "$mod/go.sum" "$tmp/src/"
+  cd "$tmp/src"
+fi
+export GOTOOLCHAIN=auto  # a version may want a newer Go than the one installed: fetched through the proxy
 echo "$what: downloading Go modules (k8s $k8s, etcd $etcd)..." >&2
 go mod download
 for cmd in "${cmds[@]}"; do
@@ -48,6 +63,6 @@ for cmd in "${cmds[@]}"; do
   kill $ticker 2>/dev/null || true
   echo "$what: built $cmd in $(( $(date +%s) - t0 ))s" >&2
 done
-rm -rf "$dir"; mv "$tmp" "$dir"; trap - EXIT
+rm -rf "$dir" "$tmp/src"; mv "$tmp" "$dir"; trap - EXIT
 echo "$what: ready in $(( $(date +%s) - start ))s at $dir/bin" >&2
 echo "$dir/bin"

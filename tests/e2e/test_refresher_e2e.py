@@ -29,7 +29,10 @@ from tests.support.gitrepos import (
     read_secret,
 )
 from tests.support.gitserver import git_clone
-from tests.support.kube import Kube, eventually
+from tests.support.kube import K8S_VERSIONS, Kube, eventually
+
+# Every Kubernetes version of the matrix: the oldest and newest the module proxy serves, and the default (#19)
+pytestmark = K8S_VERSIONS
 
 # --- the three providers, end to end --------------------------------------------------------------
 

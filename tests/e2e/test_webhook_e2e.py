@@ -15,9 +15,12 @@ import yaml
 from kubernetes_asyncio import client
 
 from tests.support import flux
-from tests.support.kube import Kube, install_crds
+from tests.support.kube import K8S_VERSIONS, Kube, install_crds
 from tests.support.registration import register
 from tests.support.webhook import RunningWebhook, running_webhook
+
+# Every Kubernetes version of the matrix: the oldest and newest the module proxy serves, and the default (#19)
+pytestmark = K8S_VERSIONS
 
 GROUP, VERSION, PLURAL = "source.toolkit.fluxcd.io", "v1", "gitrepositories"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"

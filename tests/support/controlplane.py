@@ -44,13 +44,31 @@ DEFAULT_STATE_DIR = Path(os.environ.get("FLUX_PASSWORDLESS_DEV_DIR", str(REPO / 
 ADMIN_USER = "flux-passwordless-admin"
 
 
-def binaries_dir(build: bool = False) -> Path:
-    """Where ``make control-plane`` puts the binaries; with ``build`` make sure they are there."""
+def _module_k8s(go_mod: Path) -> str:
+    for line in go_mod.read_text().splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "k8s.io/kubernetes":
+            return words[1]
+    raise ValueError(f"{go_mod}: no k8s.io/kubernetes requirement")
+
+
+# The Kubernetes versions the suite runs on: the default (tests/controlplane/go.mod) for everything, and the oldest
+# and newest the module proxy serves (tests/controlplane/versions, pinned by pin.sh) for the admission and refresher
+# e2e (K8S_MATRIX). Older than the oldest is not tested: the proxy serves nothing older to build.
+DEFAULT_K8S = _module_k8s(BUILD_SCRIPT.parent / "go.mod")
+OLDEST_K8S, NEWEST_K8S = "v1.34.4", "v1.37.2"
+K8S_MATRIX = (OLDEST_K8S, DEFAULT_K8S, NEWEST_K8S)
+
+
+def binaries_dir(build: bool = False, version: str | None = None) -> Path:
+    """Where ``make control-plane`` puts the binaries of Kubernetes ``version`` (default: ``DEFAULT_K8S``); with
+    ``build`` make sure they are there."""
     override = os.environ.get("FLUX_PASSWORDLESS_CONTROLPLANE_BIN")
-    if override:
+    if override and version in (None, DEFAULT_K8S):
         return Path(override)
     args = ["bash", str(BUILD_SCRIPT)] + ([] if build else ["--print-dir"])
-    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True).stdout
+    env = {**os.environ, "K8S_VERSION": version or DEFAULT_K8S}
+    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     return Path(out.strip().splitlines()[-1])
 
 

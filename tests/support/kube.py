@@ -10,12 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from tests.support import flux
-from tests.support.controlplane import ControlPlane
+from tests.support.controlplane import K8S_MATRIX, ControlPlane
 
 T = TypeVar("T")
+
+
+# A module that runs on every Kubernetes version of the matrix (one control plane each, kept for the session):
+# ``pytestmark = K8S_VERSIONS``.
+K8S_VERSIONS = pytest.mark.parametrize("k8s_version", K8S_MATRIX, indirect=True, ids=[f"k8s-{v}" for v in K8S_MATRIX])
 
 
 @dataclass
