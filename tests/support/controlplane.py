@@ -215,6 +215,9 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-apiserver"),
                 "--advertise-address=127.0.0.1",
+                # Nothing here reaches the apiserver through the kubernetes Service, and from v1.37 the default
+                # (lease) reconciler refuses a loopback advertise address: "may not be in the loopback range".
+                "--endpoint-reconciler-type=none",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.api_port}",
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
