@@ -498,10 +498,12 @@ async def test_moving_to_a_central_credential_keeps_the_gitrepository_ready(flux
 
 
 async def watch_ready(kube: Kube, namespace: str, name: str, seen: list[str]) -> None:
-    """Append each Ready condition other than True seen on the GitRepository (polled every 0.2 s)."""
+    """Append each Ready=False seen on the GitRepository (polled every 0.2 s). Ready=Unknown (Progressing) is
+    every reconcile's own in-between state, the one a requested reconcile always shows; a credential the Git
+    server refuses is Ready=False."""
     while True:
         status = (await get(kube, namespace, name)).get("status") or {}
         for condition in status.get("conditions") or []:
-            if condition["type"] == "Ready" and condition["status"] != "True":
+            if condition["type"] == "Ready" and condition["status"] == "False":
                 seen.append(f"{condition['status']} {condition.get('reason')}")
         await asyncio.sleep(0.2)
