@@ -33,4 +33,4 @@ def test_every_peer_case_is_here() -> None:
     by_peer = {p.parent.name: 0 for p in FIXTURES}
     for p in FIXTURES:
         by_peer[p.parent.name] += 1
-    assert by_peer == {"amazon-eks-pod-identity-webhook-v0.6.17": 26, "azure-workload-identity-v1.6.0": 34}
+    assert by_peer == {"amazon-eks-pod-identity-webhook-v0.6.17": 26, "azure-workload-identity-v1.6.0": 35}
