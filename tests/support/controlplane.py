@@ -52,12 +52,12 @@ def _module_k8s(go_mod: Path) -> str:
     raise ValueError(f"{go_mod}: no k8s.io/kubernetes requirement")
 
 
-# The Kubernetes versions the suite runs on: the default (tests/controlplane/go.mod) for everything, and the oldest
-# and newest the module proxy serves (tests/controlplane/versions, pinned by pin.sh) for the admission and refresher
-# e2e (K8S_MATRIX). Older than the oldest is not tested: the proxy serves nothing older to build.
+# The Kubernetes versions the suite runs on: the default (tests/controlplane/go.mod) for everything, and one of each
+# other minor the module proxy serves, oldest to newest (tests/controlplane/versions, pinned by pin.sh), for the
+# admission and refresher e2e (K8S_MATRIX). Older than the oldest is not tested: the proxy serves nothing older.
 DEFAULT_K8S = _module_k8s(BUILD_SCRIPT.parent / "go.mod")
-OLDEST_K8S, NEWEST_K8S = "v1.34.4", "v1.37.2"
-K8S_MATRIX = (OLDEST_K8S, DEFAULT_K8S, NEWEST_K8S)
+OTHER_K8S = ("v1.34.4", "v1.36.3", "v1.37.2")
+K8S_MATRIX = tuple(sorted((*OTHER_K8S, DEFAULT_K8S), key=lambda v: tuple(int(p) for p in v[1:].split("."))))
 
 
 def binaries_dir(build: bool = False, version: str | None = None) -> Path:
