@@ -41,6 +41,14 @@ from refresher.targets import Target
 log = logging.getLogger(__name__)
 
 READ_CONCURRENCY = 16
+# The ServiceAccount annotations per-object identities read: all a cached ServiceAccount keeps (a tenant's may
+# carry 256 KiB of others).
+IDENTITY_ANNOTATIONS = (
+    names.AZURE_ANNOTATION_CLIENT_ID,
+    names.AZURE_ANNOTATION_TENANT_ID,
+    names.GCP_ANNOTATION_WORKLOAD_IDENTITY_PROVIDER,
+    names.GCP_ANNOTATION_SERVICE_ACCOUNT,
+)
 
 
 class CredentialData:
@@ -274,7 +282,8 @@ class Sources:
                 if cached is None:
                     return None
             else:
-                annotations = None if obj is None else dict(meta(obj).get("annotations") or {})
+                found = meta(obj).get("annotations") or {} if obj is not None else {}
+                annotations = None if obj is None else {k: found[k] for k in IDENTITY_ANNOTATIONS if k in found}
                 cached = self._service_accounts[key] = ServiceAccountEntry(now, annotations)
         if cached.annotations is None:
             raise PermanentError(f'ServiceAccount "{name}" not found', "ServiceAccountNotFound")

@@ -13,9 +13,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import yaml
 
-from tests.peers.peerwebhooks import FIXTURES, running_peers
+from tests.peers.peerwebhooks import FIXTURES, normalized, running_peers
 
 MODULE = "github.com/aws/amazon-eks-pod-identity-webhook@v0.6.17"
 OUT = FIXTURES / "amazon-eks-pod-identity-webhook-v0.6.17"
@@ -79,11 +80,7 @@ def main() -> None:
                 name = f"containercredentials-{name}"
             if expected is not None:  # the harness must give what the peer's own test expects
                 reproduced = ask(case)
-                import jsonpatch
-
                 want = jsonpatch.apply_patch(case["pod"], expected)
-                from tests.peers.peerwebhooks import normalized
-
                 assert reproduced == {"mutated": normalized(want)}, f"{name}: the harness differs from the golden"
             head = f"# Ported from the peer's golden pod {path.name}: {path.parent.name}.\n"
             (OUT / f"{name}.yaml").write_text(head + yaml.safe_dump(case, sort_keys=False, width=120))
